@@ -1,0 +1,167 @@
+"""The item invariants: the single home of input normalization and validation.
+
+Every transition that takes user input passes it through one of the ``check_*``
+functions here before anything is written. Each takes the decoded JSON body (a dict)
+and returns the normalized fields, or raises one ``InvariantViolation`` naming every
+offending field. The functions are pure and deterministic, and the service and the
+reference model both rely on them, so a name means exactly one thing everywhere.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+QTY_MAX = 2**53 - 1
+"""The largest quantity: 2^53 - 1, exact in every JSON client."""
+
+NAME_MAX = 200
+"""The longest name (and adjustment reason), in code points after normalization."""
+
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One violated rule: the field (a JSON pointer like ``/qty``) and why."""
+
+    field: str
+    message: str
+
+
+class InvariantViolation(ValueError):
+    """The input breaks one or more invariants; ``errors`` lists every one."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFC, then ``str.strip()``: the stored form of a name or reason."""
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def name_key(name: str) -> str:
+    """The uniqueness and ordering key of a normalized name: its case fold."""
+    return name.casefold()
+
+
+def prefix_key(prefix: str) -> str:
+    """The key a ``name_prefix`` filter is matched against: NFC, then case fold."""
+    return unicodedata.normalize("NFC", prefix).casefold()
+
+
+def is_json_integer(value: object) -> bool:
+    """True for a JSON integer literal; ``True``, ``5.0`` and ``"5"`` are not."""
+    return type(value) is int
+
+
+def check_create(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a create body; returns ``{"name", "qty"}`` normalized."""
+    errors: list[FieldError] = []
+    out: dict[str, Any] = {}
+    _require(body, ("name", "qty"), errors)
+    _collect(body, out, errors)
+    _reject_unknown(body, {"name", "qty"}, errors)
+    return _finish(out, errors)
+
+
+def check_update(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a partial update; returns the present fields normalized."""
+    errors: list[FieldError] = []
+    out: dict[str, Any] = {}
+    if not any(field in body for field in ("name", "qty")):
+        errors.append(FieldError("", "at least one of name, qty is required"))
+    _collect(body, out, errors)
+    _reject_unknown(body, {"name", "qty"}, errors)
+    return _finish(out, errors)
+
+
+def check_adjustment(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate an adjustment; returns ``{"delta"}`` and ``"reason"`` if given."""
+    errors: list[FieldError] = []
+    out: dict[str, Any] = {}
+    _require(body, ("delta",), errors)
+    if "delta" in body:
+        _check_delta(body["delta"], out, errors)
+    if "reason" in body:
+        _check_text("reason", body["reason"], out, errors)
+    _reject_unknown(body, {"delta", "reason"}, errors)
+    return _finish(out, errors)
+
+
+def text_problem(text: str) -> str | None:
+    """Why a normalized name or reason is invalid, or None when it is valid."""
+    if not text:
+        return "must not be empty or only whitespace"
+    if len(text) > NAME_MAX:
+        return f"must be at most {NAME_MAX} characters after normalization"
+    if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in text):
+        return "must not contain control characters or lone surrogates"
+    return None
+
+
+def qty_problem(qty: object) -> str | None:
+    """Why a value is not a valid quantity, or None when it is one."""
+    if not is_json_integer(qty):
+        return "must be an integer"
+    assert isinstance(qty, int)
+    if not 0 <= qty <= QTY_MAX:
+        return f"must be between 0 and {QTY_MAX}"
+    return None
+
+
+def _collect(body: Mapping[str, Any], out: dict[str, Any], errors: list[FieldError]) -> None:
+    if "name" in body:
+        _check_text("name", body["name"], out, errors)
+    if "qty" in body:
+        problem = qty_problem(body["qty"])
+        if problem:
+            errors.append(FieldError("/qty", problem))
+        else:
+            out["qty"] = body["qty"]
+
+
+def _check_text(field: str, value: object, out: dict[str, Any], errors: list[FieldError]) -> None:
+    if not isinstance(value, str):
+        errors.append(FieldError(f"/{field}", "must be a string"))
+        return
+    text = normalize_text(value)
+    problem = text_problem(text)
+    if problem:
+        errors.append(FieldError(f"/{field}", problem))
+    else:
+        out[field] = text
+
+
+def _check_delta(delta: object, out: dict[str, Any], errors: list[FieldError]) -> None:
+    if not is_json_integer(delta):
+        errors.append(FieldError("/delta", "must be an integer"))
+    elif delta == 0:
+        errors.append(FieldError("/delta", "must not be zero"))
+    elif abs(delta) > QTY_MAX:  # type: ignore[arg-type]
+        errors.append(FieldError("/delta", f"must be between -{QTY_MAX} and {QTY_MAX}"))
+    else:
+        out["delta"] = delta
+
+
+def _require(body: Mapping[str, Any], fields: tuple[str, ...], errors: list[FieldError]) -> None:
+    errors.extend(FieldError(f"/{f}", "is required") for f in fields if f not in body)
+
+
+def _reject_unknown(body: Mapping[str, Any], known: set[str], errors: list[FieldError]) -> None:
+    errors.extend(FieldError(pointer(f), "is not a known field") for f in body if f not in known)
+
+
+def pointer(field: str) -> str:
+    """The JSON pointer (RFC 6901) to a top-level field."""
+    return "/" + field.replace("~", "~0").replace("/", "~1")
+
+
+def _finish(out: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
+    if errors:
+        raise InvariantViolation(errors)
+    return out

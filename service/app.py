@@ -1,0 +1,32 @@
+"""The aiohttp application: contract + handlers + store, wired together.
+
+``create_app`` loads openapi.yaml, binds every operation to its handler (failing on any
+mismatch) and opens the store on startup; the store is closed, after in-flight requests
+have finished, on shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from service.handlers import HANDLERS
+from service.requests import MAX_BODY_BYTES, STORE
+from service.routing import bind, problem_middleware
+from service.spec import load_document, load_operations
+from service.store import open_store
+
+
+def create_app(database_url: str) -> web.Application:
+    """The service for the database at ``database_url``."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+    bind(app, load_operations(load_document()), HANDLERS)
+
+    async def store_context(app: web.Application) -> AsyncIterator[None]:
+        app[STORE] = await open_store(database_url)
+        yield
+        await app[STORE].close()
+
+    app.cleanup_ctx.append(store_context)
+    return app

@@ -1,0 +1,71 @@
+"""API keys: how they are made, stored and checked, and what each role may do.
+
+A key reads ``inv_<id>_<secret>``: 16 hex digits of public id (for lookup and for
+revocation), then 256 random bits. Only SHA-256 of the whole key is stored; with that
+much entropy a fast hash is enough, and it keeps authentication cheap. The key is looked
+up on every request (no cache), so a revocation takes effect at once in every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from service.problems import Forbidden, Unauthorized
+from service.store import ROLES, ApiKey, Store, utc_now
+
+_KEY_FORMAT = re.compile(r"inv_([0-9a-f]{16})_[A-Za-z0-9_-]{43}")
+_BEARER = re.compile(r"bearer +(\S+) *", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: the tenant and role of a valid key."""
+
+    tenant: str
+    role: str
+    key_id: str
+
+    def may(self, role: str) -> bool:
+        """Whether this caller's role includes ``role`` (reader < writer < admin)."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def hash_key(key: str) -> bytes:
+    """What the database keeps of a key."""
+    return hashlib.sha256(key.encode()).digest()
+
+
+def new_key(tenant: str, role: str) -> tuple[ApiKey, str]:
+    """A fresh key record and its secret (to be shown once)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    key_id = secrets.token_hex(8)
+    key = f"inv_{key_id}_{secrets.token_urlsafe(32)}"
+    return ApiKey(key_id, tenant, role, hash_key(key), utc_now(), None), key
+
+
+async def authenticate(store: Store, authorization: str | None) -> Caller:
+    """The caller that ``Authorization`` proves, or Unauthorized."""
+    if not authorization:
+        raise Unauthorized("send an API key: Authorization: Bearer <key>")
+    bearer = _BEARER.fullmatch(authorization)
+    key = bearer.group(1) if bearer else ""
+    match = _KEY_FORMAT.fullmatch(key)
+    if match is None:
+        raise Unauthorized("the Authorization header is not 'Bearer <api key>'")
+    record = await store.find_key(match.group(1))
+    if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
+        raise Unauthorized("unknown API key")
+    if record.revoked_at is not None:
+        raise Unauthorized("this API key has been revoked")
+    return Caller(record.tenant, record.role, record.id)
+
+
+def authorize(caller: Caller, role: str) -> None:
+    """Raise Forbidden unless ``caller`` has at least ``role``."""
+    if not caller.may(role):
+        raise Forbidden(f"a {caller.role} key may not do this; it needs a {role} key")
