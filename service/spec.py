@@ -58,7 +58,7 @@ def load_document(path: Path = SPEC_PATH) -> dict[str, Any]:
 
 def load_operations(document: Mapping[str, Any]) -> list[Operation]:
     """Every operation of ``document`` with its validators compiled."""
-    resolved = _inline_refs(document, document)
+    resolved = inline_refs(document, document)
     default_security = resolved.get("security", [])
     operations = []
     for path, item in resolved["paths"].items():
@@ -102,15 +102,16 @@ def _compile(schema: Mapping[str, Any]) -> Validator:
     return jsonschema_rs.Draft202012Validator(dict(schema), validate_formats=True)
 
 
-def _inline_refs(node: Any, root: Mapping[str, Any]) -> Any:
+def inline_refs(node: Any, root: Mapping[str, Any] | None = None) -> Any:
     """``node`` with every local ``$ref`` replaced by its target (the spec is not recursive)."""
+    root = node if root is None else root
     if isinstance(node, dict):
         if "$ref" in node:
             target: Any = root
             for part in node["$ref"].removeprefix("#/").split("/"):
                 target = target[part]
-            return _inline_refs(target, root)
-        return {key: _inline_refs(value, root) for key, value in node.items()}
+            return inline_refs(target, root)
+        return {key: inline_refs(value, root) for key, value in node.items()}
     if isinstance(node, list):
-        return [_inline_refs(value, root) for value in node]
+        return [inline_refs(value, root) for value in node]
     return node
