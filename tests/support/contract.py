@@ -112,7 +112,7 @@ class ContractClient(requests.Session):
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
-    ) -> requests.Response:  # type: ignore[override]
+    ) -> requests.Response:
         target = url.decode() if isinstance(url, bytes) else url
         response = super().request(method, self.base_url + target, *args, **kwargs)
         check_response(response)
