@@ -3,6 +3,7 @@
 Every flag has an ``INVENTORY_*`` environment variable (``--database`` is
 ``INVENTORY_DATABASE_URL``); a flag given on the command line wins. ``serve`` stops on
 SIGINT/SIGTERM: it stops accepting, lets in-flight requests finish, then closes the database.
+With PostgreSQL, ``serve --workers N`` runs N such processes on one port (SO_REUSEPORT).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -19,7 +22,8 @@ from pydantic import BaseModel, Field
 
 from service.app import create_app
 from service.auth import new_key
-from service.store import ROLES, Store, open_store
+from service.store import ROLES, Store, is_postgres, open_store
+from service.transfer import ImportRefused, export_jsonl, import_jsonl
 
 DEFAULT_DATABASE = "sqlite:///inventory.db"
 
@@ -77,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", parents=[database], help="revoke a key, by id or whole key")
     revoke.add_argument("key", metavar="KEY_OR_ID")
     revoke.set_defaults(run=_keys_revoke)
+    export = commands.add_parser("export", parents=[database], help="write the state as JSON Lines")
+    export.set_defaults(run=_export)
+    load = commands.add_parser("import", parents=[database], help="load an export (empty db only)")
+    load.set_defaults(run=_import)
     return parser
 
 
@@ -84,15 +92,40 @@ def _serve(args: argparse.Namespace) -> None:
     settings = Settings(
         host=args.host, port=args.port, database=args.database, workers=args.workers
     )
-    if settings.workers > 1:
+    if settings.workers > 1 and not is_postgres(settings.database):
         sys.exit("inventory: --workers > 1 needs PostgreSQL; one process owns a SQLite file")
     asyncio.run(_bootstrap(settings.database))
+    if settings.workers == 1:
+        _run_worker(settings)
+        return
+    workers = [
+        multiprocessing.get_context("spawn").Process(target=_run_worker, args=(settings,))
+        for _ in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    def stop_workers(*_: object) -> None:
+        for worker in workers:
+            worker.terminate()  # SIGTERM: each worker finishes its requests, then exits
+
+    signal.signal(signal.SIGTERM, stop_workers)
+    try:
+        for worker in workers:
+            worker.join()
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker too; wait for them to finish
+        for worker in workers:
+            worker.join()
+
+
+def _run_worker(settings: Settings) -> None:
+    """One service process; several share the port through SO_REUSEPORT."""
     web.run_app(
         create_app(settings.database),
         host=settings.host,
         port=settings.port,
         access_log=None,
         shutdown_timeout=30,
+        reuse_port=settings.workers > 1,
         print=lambda message: print(message, flush=True),
     )
 
@@ -149,6 +182,25 @@ def _keys_revoke(args: argparse.Namespace) -> None:
         print(f"revoked {key_id}")
 
     asyncio.run(_with_store(args.database, revoke))
+
+
+def _export(args: argparse.Namespace) -> None:
+    async def export(store: Store) -> None:
+        count = await export_jsonl(store, sys.stdout)
+        print(f"inventory: exported {count} records", file=sys.stderr)
+
+    asyncio.run(_with_store(args.database, export))
+
+
+def _import(args: argparse.Namespace) -> None:
+    async def load(store: Store) -> None:
+        keys, items = await import_jsonl(store, sys.stdin)
+        print(f"inventory: imported {keys} keys and {items} items", file=sys.stderr)
+
+    try:
+        asyncio.run(_with_store(args.database, load))
+    except ImportRefused as refusal:
+        sys.exit(f"inventory: nothing imported: {refusal}")
 
 
 async def _with_store(database: str, action: Callable[[Store], Awaitable[None]]) -> None:

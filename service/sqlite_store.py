@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
@@ -22,7 +22,7 @@ import aiosqlite
 from model.invariants import QTY_MAX, name_key
 from service.ids import new_id
 from service.problems import NameTaken, NotFound, PreconditionFailed, QuantityOutOfRange
-from service.store import ApiKey, Item, Page, PageRequest, utc_now
+from service.store import ApiKey, Item, Page, PageRequest, key_successor, utc_now
 
 T = TypeVar("T")
 Transition = Callable[[sqlite3.Connection], Any]
@@ -99,6 +99,14 @@ class SqliteStore:
 
     async def revoke_key(self, tenant: str | None, key_id: str) -> bool:
         return await self._write(_revoke_key, tenant, key_id)
+
+    async def export_items(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, Item]]:
+        return await self._read(_export_items, after, limit)
+
+    async def import_state(self, keys: Sequence[ApiKey], items: Sequence[tuple[str, Item]]) -> None:
+        await self._write(_import_state, keys, items)
 
     async def ping(self) -> None:
         await self._read(lambda db: db.execute("SELECT 1").fetchone())
@@ -294,19 +302,6 @@ def _list_items(db: sqlite3.Connection, tenant: str, request: PageRequest) -> Pa
     return Page(items, rows[request.limit - 1][-1] if more else None)
 
 
-def key_successor(prefix: str) -> str | None:
-    """The least string above every string that starts with ``prefix`` (code-point order).
-
-    None when there is none (the prefix is all U+10FFFF). Surrogates are skipped: they
-    cannot be stored, so U+D7FF is followed by U+E000.
-    """
-    stripped = prefix.rstrip("\U0010ffff")
-    if not stripped:
-        return None
-    last = ord(stripped[-1]) + 1
-    return stripped[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)
-
-
 def _add_key(db: sqlite3.Connection, key: ApiKey) -> None:
     db.execute(
         f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
@@ -335,3 +330,33 @@ def _revoke_key(db: sqlite3.Connection, tenant: str | None, key_id: str) -> bool
         (utc_now(), key_id, tenant, tenant),
     )
     return cursor.rowcount == 1
+
+
+def _export_items(
+    db: sqlite3.Connection, after: tuple[str, str] | None, limit: int
+) -> list[tuple[str, Item]]:
+    tenant, item_id = after or (None, None)
+    rows = db.execute(
+        f"SELECT tenant, {_ITEM_COLUMNS} FROM items WHERE ? IS NULL OR (tenant, id) > (?, ?)"
+        " ORDER BY tenant, id LIMIT ?",
+        (tenant, tenant, item_id, limit),
+    ).fetchall()
+    return [(row[0], _item(row[1:])) for row in rows]
+
+
+def _import_state(
+    db: sqlite3.Connection, keys: Sequence[ApiKey], items: Sequence[tuple[str, Item]]
+) -> None:
+    if db.execute("SELECT 1 FROM items UNION ALL SELECT 1 FROM api_keys LIMIT 1").fetchone():
+        raise ValueError("the target database is not empty; import only into an empty one")
+    db.executemany(
+        f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        [(k.id, k.tenant, k.role, k.key_hash, k.created_at, k.revoked_at) for k in keys],
+    )
+    db.executemany(
+        f"INSERT INTO items (tenant, name_key, {_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (t, name_key(i.name), i.id, i.name, i.qty, i.version, i.created_at, i.updated_at)
+            for t, i in items
+        ],
+    )

@@ -8,7 +8,7 @@ nothing, when the transition is rejected.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -127,6 +127,16 @@ class Store(Protocol):
         """Revoke the key if it exists (in ``tenant``) and is live; True if it did."""
         ...
 
+    async def export_items(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, Item]]:
+        """Up to ``limit`` (tenant, item) pairs after ``after`` in (tenant, id) order."""
+        ...
+
+    async def import_state(self, keys: Sequence[ApiKey], items: Sequence[tuple[str, Item]]) -> None:
+        """Insert all of it in one transaction; ValueError if the database is not empty."""
+        ...
+
     async def ping(self) -> None:
         """Raise unless the database answers."""
         ...
@@ -136,15 +146,35 @@ class Store(Protocol):
         ...
 
 
+def key_successor(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (code-point order).
+
+    None when there is none (the prefix is all U+10FFFF). Surrogates are skipped: they
+    cannot be stored, so U+D7FF is followed by U+E000.
+    """
+    stripped = prefix.rstrip("\U0010ffff")
+    if not stripped:
+        return None
+    last = ord(stripped[-1]) + 1
+    return stripped[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)
+
+
 def utc_now() -> str:
     """The current time in RFC 3339, UTC, with microseconds."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (else it is a SQLite file)."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
 async def open_store(url: str) -> Store:
     """Open (and migrate) the database that ``url`` names."""
-    if url.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("the PostgreSQL backend is not built yet")
+    if is_postgres(url):
+        from service.postgres_store import PostgresStore
+
+        return await PostgresStore.open(url)
     from service.sqlite_store import SqliteStore, sqlite_path
 
     return await SqliteStore.open(sqlite_path(url))

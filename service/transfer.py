@@ -1,0 +1,168 @@
+"""Moving the whole state between databases as JSON Lines (``inventory export|import``).
+
+The first line is a header; then one API key per line, then one item per line:
+
+    {"type": "inventory-export", "version": 1}
+    {"type": "key", "id": ..., "tenant": ..., "role": ..., "key_hash": "<hex>", ...}
+    {"type": "item", "tenant": ..., "id": ..., "name": ..., "qty": ..., "version": ..., ...}
+
+Keys travel as their hashes, so no secret is ever written out. ``import_jsonl`` checks
+every record against the invariants (and uniqueness across records) before writing
+anything, and writes all of it in one transaction, into an empty database only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
+
+from model.invariants import name_key, normalize_text, qty_problem, text_problem
+from service.store import ROLES, ApiKey, Item, Store
+
+HEADER = {"type": "inventory-export", "version": 1}
+_PAGE = 1000
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+class ImportRefused(ValueError):
+    """The export is invalid (every problem is listed) or the target is not empty."""
+
+
+async def export_jsonl(store: Store, out: TextIO) -> int:
+    """Write the whole state to ``out``; the number of records written."""
+    count = 0
+    for line in [HEADER, *(_key_record(k) for k in await store.list_keys(None))]:
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        count += 1
+    after: tuple[str, str] | None = None
+    while page := await store.export_items(after, _PAGE):
+        for tenant, item in page:
+            out.write(json.dumps({"type": "item", "tenant": tenant, **item.as_json()}) + "\n")
+        count += len(page)
+        after = (page[-1][0], page[-1][1].id)
+    return count - 1
+
+
+async def import_jsonl(store: Store, lines: Iterable[str]) -> tuple[int, int]:
+    """Validate every record, then write all of them at once; (keys, items) imported."""
+    keys, items = parse_export(lines)
+    try:
+        await store.import_state(keys, items)
+    except ValueError as error:
+        raise ImportRefused(str(error)) from None
+    return len(keys), len(items)
+
+
+def parse_export(lines: Iterable[str]) -> tuple[list[ApiKey], list[tuple[str, Item]]]:
+    """The records of an export, or ImportRefused listing every problem found."""
+    keys: list[ApiKey] = []
+    items: list[tuple[str, Item]] = []
+    problems: list[str] = []
+    records = enumerate(_json_lines(lines, problems), start=1)
+    first = next(records, None)
+    if first is None or first[1] != HEADER:
+        problems.append(f"line 1: expected the header {json.dumps(HEADER)}")
+    for number, record in records:
+        try:
+            _add(record, keys, items)
+        except (KeyError, TypeError, ValueError) as error:
+            problems.append(f"line {number}: {error}")
+    problems += _duplicates(keys, items)
+    if problems:
+        raise ImportRefused("the export is invalid:\n" + "\n".join(problems[:100]))
+    return keys, items
+
+
+def _json_lines(lines: Iterable[str], problems: list[str]) -> Iterator[Any]:
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except ValueError as error:
+                problems.append(f"line {number}: not JSON: {error}")
+                yield None
+
+
+def _add(record: Any, keys: list[ApiKey], items: list[tuple[str, Item]]) -> None:
+    kind = record["type"] if isinstance(record, dict) else None
+    if kind == "key":
+        keys.append(_key(record))
+    elif kind == "item":
+        items.append((_tenant(record["tenant"]), _item(record)))
+    else:
+        raise ValueError("a record must be an object of type 'key' or 'item'")
+
+
+def _key(record: dict[str, Any]) -> ApiKey:
+    _exact_fields(record, {"type", "id", "tenant", "role", "key_hash", "created_at", "revoked_at"})
+    if not re.fullmatch(r"[0-9a-f]{16}", str(record["id"])):
+        raise ValueError("key id must be 16 hex digits")
+    if record["role"] not in ROLES or not re.fullmatch(r"[0-9a-f]{64}", str(record["key_hash"])):
+        raise ValueError("key role or key_hash is malformed")
+    revoked = record["revoked_at"]
+    return ApiKey(
+        record["id"],
+        _tenant(record["tenant"]),
+        record["role"],
+        bytes.fromhex(record["key_hash"]),
+        _timestamp(record["created_at"]),
+        None if revoked is None else _timestamp(revoked),
+    )
+
+
+def _item(record: dict[str, Any]) -> Item:
+    _exact_fields(
+        record, {"type", "tenant", "id", "name", "qty", "version", "created_at", "updated_at"}
+    )
+    name, qty, version = record["name"], record["qty"], record["version"]
+    if not isinstance(name, str) or normalize_text(name) != name or text_problem(name):
+        raise ValueError(f"name {name!r} breaks the name invariant")
+    if problem := qty_problem(qty):
+        raise ValueError(f"qty {problem}")
+    if type(version) is not int or version < 1:
+        raise ValueError("version must be a positive integer")
+    if str(uuid.UUID(str(record["id"]))) != record["id"]:
+        raise ValueError("id must be a lowercase hyphenated UUID")
+    return Item(
+        record["id"],
+        name,
+        qty,
+        version,
+        _timestamp(record["created_at"]),
+        _timestamp(record["updated_at"]),
+    )
+
+
+def _exact_fields(record: dict[str, Any], fields: set[str]) -> None:
+    if record.keys() != fields:
+        raise ValueError(f"fields must be exactly {sorted(fields)}")
+
+
+def _tenant(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 100:
+        raise ValueError("tenant must be a string of 1 to 100 characters")
+    return value
+
+
+def _timestamp(value: Any) -> str:
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise ValueError(f"timestamp {value!r} is not RFC 3339 UTC with microseconds")
+    return value
+
+
+def _duplicates(keys: list[ApiKey], items: list[tuple[str, Item]]) -> list[str]:
+    problems = []
+    if len({k.id for k in keys}) != len(keys):
+        problems.append("two keys share an id")
+    if len({i.id for _, i in items}) != len(items):
+        problems.append("two items share an id")
+    if len({(t, name_key(i.name)) for t, i in items}) != len(items):
+        problems.append("two items of one tenant share a name (ignoring case)")
+    return problems
+
+
+def _key_record(key: ApiKey) -> dict[str, Any]:
+    return {"type": "key", **key.as_json(), "key_hash": key.key_hash.hex()}
