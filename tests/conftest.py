@@ -1,4 +1,7 @@
-"""Shared fixtures: a live server per test over a fresh SQLite file, and clients for it.
+"""Shared fixtures: a live server per test over a fresh database, and clients for it.
+
+Every test that uses ``server`` (or ``database``) runs twice: on a SQLite file and on a
+PostgreSQL database (one per session, emptied after each test).
 
 Tenants: ``acme`` has an admin, a writer and a reader key; ``globex`` has a writer key.
 Every client checks each response against openapi.yaml (``tests.support.contract``).
@@ -6,18 +9,45 @@ Every client checks each response against openapi.yaml (``tests.support.contract
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import postgres
 from tests.support.contract import ContractClient
+from tests.support.db import Database, PostgresDatabase
 from tests.support.server import LiveServer
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this session's own on the PostgreSQL server; dropped at the end."""
+    reason = postgres.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty database of each backend."""
+    if request.param == "sqlite":
+        yield tmp_path / "inventory.db"
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    yield PostgresDatabase(url)
+    postgres.empty_database(url)
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path / "inventory.db").start()
+def server(database: Database) -> Iterator[LiveServer]:
+    live = LiveServer(database).start()
     yield live
     live.stop()
 

@@ -1,33 +1,68 @@
-"""Reading the database straight from its file, behind the service's back.
+"""Reading the database straight from storage, behind the service's back.
 
 Tests compare these snapshots before and after a request: a rejected request must leave
-every row of every table exactly as it was.
+every row of every table exactly as it was. Both backends are read the same way: a
+``Path`` is a SQLite file, a ``PostgresDatabase`` a database on the test server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 Snapshot = dict[str, list[tuple[Any, ...]]]
 
 
-def snapshot(database: Path) -> Snapshot:
+@dataclass(frozen=True)
+class PostgresDatabase:
+    """A PostgreSQL database made for this test run."""
+
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+
+Database = Path | PostgresDatabase
+
+
+def url_of(database: Database) -> str:
+    """The ``--database`` URL of ``database``."""
+    return database.url if isinstance(database, PostgresDatabase) else f"sqlite:///{database}"
+
+
+def snapshot(database: Database) -> Snapshot:
     """Every row of every table, in a stable order."""
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        tables = [
-            row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        ]
-        return {table: sorted(db.execute(f"SELECT * FROM {table}").fetchall()) for table in tables}
+    tables = ("api_keys", "items", "schema_migrations")
+    return {table: sorted(_rows(database, f"SELECT * FROM {table}")) for table in tables}
 
 
-def items(database: Path, tenant: str | None = None) -> list[dict[str, Any]]:
-    """The stored items (of ``tenant``, if given), as dicts, ordered by name key."""
+def items(database: Database, tenant: str | None = None) -> list[dict[str, Any]]:
+    """The stored items (of ``tenant``, if given), as dicts, ordered by tenant and name key."""
+    query = "SELECT * FROM items ORDER BY tenant, name_key"
+    return [row for row in _dicts(database, query) if tenant is None or row["tenant"] == tenant]
+
+
+def _rows(database: Database, query: str) -> list[tuple[Any, ...]]:
+    return [tuple(row.values()) for row in _dicts(database, query)]
+
+
+def _dicts(database: Database, query: str) -> list[dict[str, Any]]:
+    if isinstance(database, PostgresDatabase):
+        return asyncio.run(_postgres_dicts(database.url, query))
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         db.row_factory = sqlite3.Row
-        rows = db.execute(
-            "SELECT * FROM items WHERE ? IS NULL OR tenant = ? ORDER BY tenant, name_key",
-            (tenant, tenant),
-        ).fetchall()
-        return [dict(row) for row in rows]
+        return [dict(row) for row in db.execute(query)]
+
+
+async def _postgres_dicts(url: str, query: str) -> list[dict[str, Any]]:
+    db = await asyncpg.connect(url)
+    try:
+        return [dict(row) for row in await db.fetch(query)]
+    finally:
+        await db.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -18,14 +17,15 @@ from service.app import create_app
 from service.auth import new_key
 from service.requests import STORE
 from service.store import Store
+from tests.support.db import Database, url_of
 
 T = TypeVar("T")
 
 
 class LiveServer:
-    """The service on ``127.0.0.1:<free port>`` over the SQLite file ``database``."""
+    """The service on ``127.0.0.1:<free port>`` over ``database`` (SQLite or PostgreSQL)."""
 
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: Database) -> None:
         self.database = database
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -64,7 +64,7 @@ class LiveServer:
         return secret
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(create_app(f"sqlite:///{self.database}"), access_log=None)
+        self._runner = web.AppRunner(create_app(url_of(self.database)), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
