@@ -18,7 +18,7 @@ QTY_MAX = 2**53 - 1
 """The largest quantity: 2^53 - 1, exact in every JSON client."""
 
 NAME_MAX = 200
-"""The longest name (and adjustment reason), in code points after normalization."""
+"""The longest name (and adjustment reason) in code points, both as sent and normalized."""
 
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
 
@@ -128,6 +128,9 @@ def _collect(body: Mapping[str, Any], out: dict[str, Any], errors: list[FieldErr
 def _check_text(field: str, value: object, out: dict[str, Any], errors: list[FieldError]) -> None:
     if not isinstance(value, str):
         errors.append(FieldError(f"/{field}", "must be a string"))
+        return
+    if len(value) > NAME_MAX:  # as sent; the contract's maxLength says the same
+        errors.append(FieldError(f"/{field}", f"must be at most {NAME_MAX} characters"))
         return
     text = normalize_text(value)
     problem = text_problem(text)
