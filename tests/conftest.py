@@ -14,11 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support import postgres
 from tests.support.contract import ContractClient
 from tests.support.db import Database, PostgresDatabase
 from tests.support.server import LiveServer
+
+# Hypothesis profiles, chosen by HYPOTHESIS_PROFILE: "ci" (the default) keeps the whole
+# suite quick; "deep" runs 20 times the examples for a long hunt.
+settings.register_profile("ci", max_examples=50, deadline=None, print_blob=True)
+settings.register_profile("deep", max_examples=1000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -66,3 +66,20 @@ async def _postgres_dicts(url: str, query: str) -> list[dict[str, Any]]:
         return [dict(row) for row in await db.fetch(query)]
     finally:
         await db.close()
+
+
+def execute(database: Database, sql: str) -> None:
+    """Run one statement behind the service's back (only to reset state between examples)."""
+    if isinstance(database, PostgresDatabase):
+        asyncio.run(_postgres_execute(database.url, sql))
+        return
+    with sqlite3.connect(database, timeout=10) as db:
+        db.execute(sql)
+
+
+async def _postgres_execute(url: str, sql: str) -> None:
+    db = await asyncpg.connect(url)
+    try:
+        await db.execute(sql)
+    finally:
+        await db.close()
