@@ -18,7 +18,7 @@ from typing import Any
 import hypothesis.strategies as st
 import pytest
 import requests
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
@@ -49,11 +49,13 @@ from tests.support import db
 from tests.support.contract import ContractClient
 from tests.support.server import LiveServer
 
-CALLERS = (
+ACME, ACME_READER, GLOBEX = (
     Caller("acme", "writer"),
     Caller("acme", "reader"),
     Caller("globex", "writer"),
 )
+CALLERS = (ACME, ACME_READER, GLOBEX)
+WRITERS = {"acme": ACME, "globex": GLOBEX}
 
 # Names built to collide: case variants, NFC/NFD forms, padding, look-alikes.
 BASE_NAMES = (
@@ -65,39 +67,33 @@ BASE_NAMES = (
     "stra\u00dfe",
     "STRASSE",
     "\u01c5",
+    "b",
+    "B",
 )
-names = st.one_of(
-    st.sampled_from(BASE_NAMES),
-    st.builds(
-        lambda n, pad: pad + n + pad,
-        st.sampled_from(BASE_NAMES),
-        st.sampled_from([" ", "\t", "\u3000", "\n"]),
-    ),
-    st.text(max_size=8),
+PADDING = st.sampled_from(["", " ", "\t", "\u3000", "\n", " \u2003"])
+valid_names = st.one_of(
+    st.builds(lambda pad, n, end: pad + n + end, PADDING, st.sampled_from(BASE_NAMES), PADDING),
+    st.text(
+        st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), min_size=1, max_size=6
+    ).filter(lambda n: n.strip() != ""),
+)
+invalid_names = st.one_of(
     st.sampled_from(
-        [
-            "",
-            "   ",
-            "\u3000\u2003",
-            "ap\x00ple",
-            "a\x7fb",
-            "\ud800",
-            "x" * NAME_MAX,
-            "x" * (NAME_MAX + 1),
-        ]
+        ["", "   ", "\u3000\u2003", "ap\x00ple", "a\x7fb", "a\x85b", "\ud800", "x" * (NAME_MAX + 1)]
     ),
+    st.sampled_from([None, 5, True, ["apple"]]),
 )
-quantities = st.one_of(
-    st.sampled_from([0, 1, QTY_MAX, QTY_MAX + 1, -1]),
-    st.integers(min_value=0, max_value=100),
-    st.sampled_from([True, 5.0, "5", None]),
+valid_quantities = st.one_of(
+    st.sampled_from([0, 1, QTY_MAX - 1, QTY_MAX]), st.integers(min_value=0, max_value=20)
 )
-deltas = st.one_of(
-    st.sampled_from([1, -1, QTY_MAX, -QTY_MAX, QTY_MAX + 1, 0, True, 1.5]),
-    st.integers(min_value=-10, max_value=10),
+invalid_quantities = st.sampled_from([QTY_MAX + 1, -1, 10**30, True, False, 5.0, "5", None, [5]])
+valid_deltas = st.one_of(
+    st.sampled_from([1, -1, QTY_MAX, -QTY_MAX, QTY_MAX - 1, -(QTY_MAX - 1)]),
+    st.integers(min_value=-25, max_value=25).filter(bool),
 )
+invalid_deltas = st.sampled_from([0, QTY_MAX + 1, -QTY_MAX - 1, True, 1.5, "1", None])
 hostile_bodies: st.SearchStrategy[object] = st.one_of(
-    st.sampled_from([[], "x", 5, None, {"name": "a", "qty": 1, "extra": 1}]),
+    st.sampled_from([[], "x", 5, None, {"name": "a", "qty": 1, "extra": 1}, {}]),
     st.dictionaries(
         st.sampled_from(["name", "qty", "delta", "reason", "x"]),
         st.none() | st.integers() | st.text(max_size=3),
@@ -105,8 +101,14 @@ hostile_bodies: st.SearchStrategy[object] = st.one_of(
     ),
 )
 missing_ids = st.one_of(
-    st.uuids(version=4).map(str), st.sampled_from(["nope", "00000000-0000-0000-0000-00000000000G"])
+    st.uuids(version=4).map(str),
+    st.sampled_from(
+        ["nope", "00000000-0000-0000-0000-00000000000G", "0190A7C4-0000-7000-8000-000000000000"]
+    ),
 )
+# Who sends a command about an existing item: its owner mostly, sometimes the other
+# tenant (must see 404 / change nothing), sometimes acme's reader (403 on writes).
+senders = st.sampled_from(["owner", "owner", "owner", "other tenant", "reader"])
 
 
 class ServiceMatchesModel(RuleBasedStateMachine):
@@ -129,62 +131,42 @@ class ServiceMatchesModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         _empty_items(self.server)
 
-    # --- items -----------------------------------------------------------------------
+    # --- creating ------------------------------------------------------------------------
 
-    @rule(target=ids, caller=st.sampled_from(CALLERS), name=names, qty=quantities)
-    def create(self, caller: Caller, name: str, qty: object) -> Any:
+    @rule(
+        target=ids, caller=st.sampled_from([ACME, GLOBEX]), name=valid_names, qty=valid_quantities
+    )
+    def create(self, caller: Caller, name: str, qty: int) -> Any:
+        return self._create(caller, {"name": name, "qty": qty})
+
+    @rule(
+        target=ids,
+        caller=st.sampled_from(CALLERS),
+        name=valid_names | invalid_names,
+        qty=valid_quantities | invalid_quantities,
+    )
+    def create_with_any_fields(self, caller: Caller, name: object, qty: object) -> Any:
         return self._create(caller, {"name": name, "qty": qty})
 
     @rule(target=ids, caller=st.sampled_from(CALLERS), body=hostile_bodies)
     def create_hostile(self, caller: Caller, body: object) -> Any:
         return self._create(caller, body)
 
-    @rule(caller=st.sampled_from(CALLERS), item_id=ids | deleted | missing_ids)
-    def get(self, caller: Caller, item_id: str) -> None:
-        response = self.clients[caller].get(f"/items/{item_id}")
-        self._expect(GetItem(caller, item_id), response)
+    # --- reading ---------------------------------------------------------------------------
 
-    @rule(
-        caller=st.sampled_from(CALLERS),
-        item_id=ids | deleted | missing_ids,
-        name=st.none() | names,
-        qty=st.none() | quantities,
-        stale=st.booleans(),
-    )
-    def update(self, caller: Caller, item_id: str, name: object, qty: object, stale: bool) -> None:
-        body = {k: v for k, v in (("name", name), ("qty", qty)) if v is not None}
-        expected = self._current_version(item_id)
-        if expected is not None and stale:
-            expected += 1
-        headers = {"If-Match": f'"{expected}"'} if expected is not None else {}
-        response = self._send(caller, "PATCH", f"/items/{item_id}", body, headers)
-        self._expect(UpdateItem(caller, item_id, body, expected), response)
-
-    @rule(
-        caller=st.sampled_from(CALLERS),
-        item_id=ids | missing_ids,
-        delta=deltas,
-        reason=st.none() | names,
-    )
-    def adjust(self, caller: Caller, item_id: str, delta: object, reason: str | None) -> None:
-        body = {"delta": delta} | ({} if reason is None else {"reason": reason})
-        response = self._send(caller, "POST", f"/items/{item_id}/adjustments", body)
-        self._expect(AdjustItem(caller, item_id, body), response)
-
-    @rule(target=deleted, caller=st.sampled_from(CALLERS), item_id=consumes(ids))
-    def delete(self, caller: Caller, item_id: str) -> str:
-        response = self.clients[caller].delete(f"/items/{item_id}")
-        self._expect(DeleteItem(caller, item_id), response)
-        return item_id
+    @rule(item_id=ids, sender=senders)
+    def get(self, item_id: str, sender: str) -> None:
+        caller = self._sender(item_id, sender)
+        self._expect(GetItem(caller, item_id), self.clients[caller].get(f"/items/{item_id}"))
 
     @rule(caller=st.sampled_from(CALLERS), item_id=deleted | missing_ids)
-    def delete_again(self, caller: Caller, item_id: str) -> None:
-        response = self.clients[caller].delete(f"/items/{item_id}")
-        self._expect(DeleteItem(caller, item_id), response)
+    def get_missing(self, caller: Caller, item_id: str) -> None:
+        self._expect(GetItem(caller, item_id), self.clients[caller].get(f"/items/{item_id}"))
 
     @rule(
         caller=st.sampled_from(CALLERS),
-        prefix=st.none() | st.sampled_from(["a", "A", "caf", "CAFE\u0301", "stras", "x", " a"]),
+        prefix=st.none()
+        | st.sampled_from(["a", "A", "caf", "CAFE\u0301", "stras", "b", " a", "\u01c6"]),
         limit=st.integers(min_value=1, max_value=4),
     )
     def list_every_page(self, caller: Caller, prefix: str | None, limit: int) -> None:
@@ -205,6 +187,60 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         _, outcome = apply(self.model, ListItems(caller, prefix))
         assert outcome.items is not None
         assert [_public(i) for i in seen] == [i.as_json() for i in outcome.items]
+
+    # --- changing ----------------------------------------------------------------------------
+
+    @rule(
+        item_id=ids,
+        sender=senders,
+        name=st.none() | valid_names,
+        qty=st.none() | valid_quantities,
+        if_match=st.sampled_from(["none", "current", "stale"]),
+    )
+    def update(self, item_id: str, sender: str, name: object, qty: object, if_match: str) -> None:
+        self._update(item_id, sender, name, qty, if_match)
+
+    @rule(
+        item_id=ids,
+        name=st.none() | valid_names | invalid_names,
+        qty=st.none() | invalid_quantities,
+    )
+    def update_with_invalid_fields(self, item_id: str, name: object, qty: object) -> None:
+        self._update(item_id, "owner", name, qty, "none")
+
+    @rule(item_id=ids, sender=senders, delta=valid_deltas, reason=st.none() | valid_names)
+    def adjust(self, item_id: str, sender: str, delta: int, reason: str | None) -> None:
+        self._adjust(
+            item_id, sender, {"delta": delta} | ({} if reason is None else {"reason": reason})
+        )
+
+    @rule(item_id=ids, delta=invalid_deltas | valid_deltas, reason=st.none() | invalid_names)
+    def adjust_with_invalid_fields(self, item_id: str, delta: object, reason: object) -> None:
+        self._adjust(
+            item_id, "owner", {"delta": delta} | ({} if reason is None else {"reason": reason})
+        )
+
+    @rule(caller=st.sampled_from(CALLERS), item_id=deleted | missing_ids, delta=valid_deltas)
+    def adjust_missing(self, caller: Caller, item_id: str, delta: int) -> None:
+        response = self._send(caller, "POST", f"/items/{item_id}/adjustments", {"delta": delta})
+        self._expect(AdjustItem(caller, item_id, {"delta": delta}), response)
+
+    @rule(target=deleted, item_id=consumes(ids))
+    def delete(self, item_id: str) -> str:
+        caller = self._sender(item_id, "owner")
+        self._expect(DeleteItem(caller, item_id), self.clients[caller].delete(f"/items/{item_id}"))
+        return item_id
+
+    @rule(
+        item_id=ids | deleted | missing_ids,
+        sender=st.sampled_from(["other tenant", "reader", "owner of nothing"]),
+    )
+    def delete_changing_nothing(self, item_id: str, sender: str) -> None:
+        """Another tenant's, a reader's, or a repeated / random DELETE: 204 or 403, no change."""
+        if sender == "owner of nothing" and item_id in self.model.items:
+            sender = "other tenant"
+        caller = self._sender(item_id, sender)
+        self._expect(DeleteItem(caller, item_id), self.clients[caller].delete(f"/items/{item_id}"))
 
     # --- the checks after every step ---------------------------------------------------
 
@@ -250,6 +286,7 @@ class ServiceMatchesModel(RuleBasedStateMachine):
 
     def _expect(self, command: Command, response: requests.Response) -> Outcome:
         self.model, outcome = apply(self.model, command)
+        event(f"{type(command).__name__} -> {outcome.status} {outcome.problem or ''}")
         body: Any = response.json() if response.content else None
         assert response.status_code == outcome.status, (command, body, outcome)
         if outcome.problem is not None:
@@ -258,6 +295,32 @@ class ServiceMatchesModel(RuleBasedStateMachine):
             assert _public(body) == outcome.item.as_json()
             assert response.headers["ETag"] == f'"{outcome.item.version}"'
         return outcome
+
+    def _update(self, item_id: str, sender: str, name: object, qty: object, if_match: str) -> None:
+        caller = self._sender(item_id, sender)
+        body = {k: v for k, v in (("name", name), ("qty", qty)) if v is not None}
+        version = self._current_version(item_id)
+        expected = (
+            None if if_match == "none" or version is None else version + (if_match == "stale")
+        )
+        headers = {} if expected is None else {"If-Match": f'"{expected}"'}
+        response = self._send(caller, "PATCH", f"/items/{item_id}", body, headers)
+        self._expect(UpdateItem(caller, item_id, body, expected), response)
+
+    def _adjust(self, item_id: str, sender: str, body: dict[str, object]) -> None:
+        caller = self._sender(item_id, sender)
+        response = self._send(caller, "POST", f"/items/{item_id}/adjustments", body)
+        self._expect(AdjustItem(caller, item_id, body), response)
+
+    def _sender(self, item_id: str, sender: str) -> Caller:
+        """The caller ``sender`` names, relative to the item's owner."""
+        item = self.model.items.get(item_id)
+        owner = item.tenant if item is not None else "acme"
+        if sender == "reader":
+            return ACME_READER
+        if sender == "other tenant":
+            return WRITERS["globex" if owner == "acme" else "acme"]
+        return WRITERS[owner]
 
     def _current_version(self, item_id: str) -> int | None:
         item: Item | None = self.model.items.get(item_id)
@@ -281,7 +344,7 @@ def test_service_matches_model(server: LiveServer) -> None:
     # The examples come from the active profile (tests/conftest.py): ci, or deep.
     run_state_machine_as_test(
         ServiceMatchesModel,
-        settings=settings(stateful_step_count=30, deadline=None),
+        settings=settings(stateful_step_count=50, deadline=None),
     )
     for client in clients.values():
         client.close()
