@@ -71,7 +71,8 @@ MUTANTS = (
             (
                 "service/sqlite_store.py",
                 '    name = changes.get("name", current.name)\n',
-                '    db.execute("UPDATE items SET version = version + 1 WHERE id = ?", (item_id,))\n'
+                '    db.execute("UPDATE items SET version = version + 1"'
+                '               " WHERE id = ?", (item_id,))\n'
                 '    name = changes.get("name", current.name)\n',
             ),
             ("service/sqlite_store.py", 'db.execute("ROLLBACK TO request")', "pass"),
