@@ -20,7 +20,13 @@ from service.store import open_store
 
 def create_app(database_url: str) -> web.Application:
     """The service for the database at ``database_url``."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[problem_middleware],
+        client_max_size=MAX_BODY_BYTES,
+        # aiohttp's parser answers over-long header lines itself, in plain text; let headers
+        # up to the body limit through so that the contract (401, 400) answers them instead.
+        handler_args={"max_field_size": MAX_BODY_BYTES, "max_line_size": MAX_BODY_BYTES},
+    )
     bind(app, load_operations(load_document()), HANDLERS)
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:

@@ -48,11 +48,13 @@ def new_key(tenant: str, role: str) -> tuple[ApiKey, str]:
     return ApiKey(key_id, tenant, role, hash_key(key), utc_now(), None), key
 
 
-async def authenticate(store: Store, authorization: str | None) -> Caller:
-    """The caller that ``Authorization`` proves, or Unauthorized."""
-    if not authorization:
+async def authenticate(store: Store, authorization: list[str]) -> Caller:
+    """The caller that the ``Authorization`` header lines prove, or Unauthorized."""
+    if not authorization or not authorization[0]:
         raise Unauthorized("send an API key: Authorization: Bearer <key>")
-    bearer = _BEARER.fullmatch(authorization)
+    if len(authorization) > 1:
+        raise Unauthorized("send exactly one Authorization header")
+    bearer = _BEARER.fullmatch(authorization[0])
     key = bearer.group(1) if bearer else ""
     match = _KEY_FORMAT.fullmatch(key)
     if match is None:

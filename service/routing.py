@@ -53,7 +53,8 @@ def _endpoint(
     async def endpoint(request: web.Request) -> web.StreamResponse:
         caller = None
         if op.role is not None:
-            caller = await authenticate(request.app[STORE], request.headers.get("Authorization"))
+            authorization = request.headers.getall("Authorization", [])
+            caller = await authenticate(request.app[STORE], authorization)
             authorize(caller, op.role)
         return await handler(await read_call(request, op, caller))
 
