@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from model.invariants import (
     QTY_MAX,
@@ -58,7 +58,11 @@ class Item:
 class Inventory:
     """Every item of every tenant, by id; never mutated."""
 
-    items: Mapping[str, Item] = field(default_factory=lambda: MappingProxyType({}))
+    items: Mapping[str, Item] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Snapshot whatever mapping was given, so no one holding it can change this state.
+        object.__setattr__(self, "items", MappingProxyType(dict(self.items)))
 
     @classmethod
     def empty(cls) -> Inventory:
@@ -67,11 +71,11 @@ class Inventory:
 
     def put(self, item: Item) -> Inventory:
         """The inventory with ``item`` added or replaced."""
-        return Inventory(MappingProxyType({**self.items, item.id: item}))
+        return Inventory({**self.items, item.id: item})
 
     def remove(self, item_id: str) -> Inventory:
         """The inventory without the item ``item_id``."""
-        return Inventory(MappingProxyType({k: v for k, v in self.items.items() if k != item_id}))
+        return Inventory({k: v for k, v in self.items.items() if k != item_id})
 
 
 @dataclass(frozen=True)
@@ -144,9 +148,9 @@ def _rejected(status: int, problem: str, fields: frozenset[str] = frozenset()) -
     return Outcome(status, problem=problem, fields=fields)
 
 
-FORBIDDEN = _rejected(403, "forbidden")
-NOT_FOUND = _rejected(404, "not-found")
-INVALID = _rejected(400, "validation-error")
+_FORBIDDEN = _rejected(403, "forbidden")
+_NOT_FOUND = _rejected(404, "not-found")
+_INVALID = _rejected(400, "validation-error")
 
 
 def items_of(state: Inventory, tenant: str) -> tuple[Item, ...]:
@@ -157,15 +161,15 @@ def items_of(state: Inventory, tenant: str) -> tuple[Item, ...]:
 def apply(state: Inventory, command: Command) -> tuple[Inventory, Outcome]:
     """The state after ``command``, and the outcome the caller sees."""
     if command.caller.role == "reader" and not isinstance(command, GetItem | ListItems):
-        return state, FORBIDDEN
+        return state, _FORBIDDEN
     if not isinstance(command, CreateItem | ListItems) and not _is_canonical_id(command.item_id):
-        return state, INVALID
+        return state, _INVALID
     match command:
         case CreateItem():
             return _validated(state, command, check_create, _create)
         case GetItem():
             item = _find(state, command.caller, command.item_id)
-            return state, Outcome(200, item=item) if item else NOT_FOUND
+            return state, Outcome(200, item=item) if item else _NOT_FOUND
         case ListItems():
             return state, Outcome(200, items=_listing(state, command))
         case UpdateItem():
@@ -177,17 +181,18 @@ def apply(state: Inventory, command: Command) -> tuple[Inventory, Outcome]:
             return _validated(state, command, check_adjustment, _adjust)
 
 
-Transition = Callable[[Inventory, Any, dict[str, Any]], tuple[Inventory, Outcome]]
+_Write = TypeVar("_Write", CreateItem, UpdateItem, AdjustItem)
 
 
 def _validated(
     state: Inventory,
-    command: CreateItem | UpdateItem | AdjustItem,
+    command: _Write,
     check: Callable[[Mapping[str, Any]], dict[str, Any]],
-    transition: Transition,
+    transition: Callable[[Inventory, _Write, dict[str, Any]], tuple[Inventory, Outcome]],
 ) -> tuple[Inventory, Outcome]:
+    """Run ``transition`` on the checked body, or reject the body naming every bad field."""
     if not isinstance(command.body, dict):
-        return state, INVALID
+        return state, _INVALID
     try:
         fields = check(command.body)
     except InvariantViolation as violation:
@@ -211,7 +216,7 @@ def _update(
 ) -> tuple[Inventory, Outcome]:
     item = _find(state, command.caller, command.item_id)
     if item is None:
-        return state, NOT_FOUND
+        return state, _NOT_FOUND
     if command.expected_version is not None and command.expected_version != item.version:
         return state, _rejected(412, "precondition-failed")
     if "name" in fields and _name_taken(state, item.tenant, fields["name"], except_id=item.id):
@@ -225,7 +230,7 @@ def _adjust(
 ) -> tuple[Inventory, Outcome]:
     item = _find(state, command.caller, command.item_id)
     if item is None:
-        return state, NOT_FOUND
+        return state, _NOT_FOUND
     qty = item.qty + fields["delta"]
     if not 0 <= qty <= QTY_MAX:
         return state, _rejected(409, "quantity-out-of-range")
