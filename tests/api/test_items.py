@@ -1,0 +1,894 @@
+"""Every success path of every item operation, and the rejections that guard the invariants.
+
+Each test states one behaviour of openapi.yaml (or DESIGN §3-4) and checks it twice: by the
+answer (status, headers, body, all also checked against the contract by the clients) and by
+the rows in the database, read behind the service's back (``tests.support.db``). A rejected
+request must leave every row exactly as it was.
+
+The module runs one live server per backend for all its tests (a server per test would cost
+~0.3 s each); each test gets tenants of its own (``tenant``, ``other_tenant_name``), which
+start without items, and fresh keys for them (``writer``, ``reader``, ``other_tenant``).
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from model.invariants import QTY_MAX
+from service.spec import SPEC_PATH
+from tests.support import db, postgres
+from tests.support.contract import ContractClient
+from tests.support.db import Database, PostgresDatabase
+from tests.support.server import LiveServer
+
+NAME_TAKEN = "urn:inventory:problem:name-taken"
+NOT_FOUND = "urn:inventory:problem:not-found"
+OUT_OF_RANGE = "urn:inventory:problem:quantity-out-of-range"
+PRECONDITION_FAILED = "urn:inventory:problem:precondition-failed"
+VALIDATION = "urn:inventory:problem:validation-error"
+METHOD_NOT_ALLOWED = "urn:inventory:problem:method-not-allowed"
+ITEM_COLUMNS = {"id", "tenant", "name", "name_key", "qty", "version", "created_at", "updated_at"}
+
+
+# --- fixtures ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One live server per backend for the whole module; shadows conftest's ``server``."""
+    database: Database
+    if request.param == "sqlite":
+        database = tmp_path_factory.mktemp("items") / "inventory.db"
+    else:
+        database = PostgresDatabase(request.getfixturevalue("postgres_url"))
+    live = LiveServer(database).start()
+    yield live
+    live.stop()
+    if isinstance(database, PostgresDatabase):
+        postgres.empty_database(database.url)
+
+
+def _client(server: LiveServer, tenant: str | None, role: str = "") -> Iterator[ContractClient]:
+    token = None if tenant is None else server.create_key(tenant, role)
+    with ContractClient(server.url, token) as client:
+        yield client
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant of this test alone: it starts without items."""
+    return f"acme-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def other_tenant_name() -> str:
+    """Another tenant of this test alone."""
+    return f"globex-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def writer(server: LiveServer, tenant: str) -> Iterator[ContractClient]:
+    """A writer of ``tenant``; shadows conftest's ``writer`` (of acme)."""
+    yield from _client(server, tenant, "writer")
+
+
+@pytest.fixture
+def reader(server: LiveServer, tenant: str) -> Iterator[ContractClient]:
+    """A reader of ``tenant``; shadows conftest's ``reader`` (of acme)."""
+    yield from _client(server, tenant, "reader")
+
+
+@pytest.fixture
+def other_tenant(server: LiveServer, other_tenant_name: str) -> Iterator[ContractClient]:
+    """A writer of ``other_tenant_name``; shadows conftest's ``other_tenant`` (of globex)."""
+    yield from _client(server, other_tenant_name, "writer")
+
+
+@pytest.fixture(scope="module")
+def anonymous(server: LiveServer) -> Iterator[ContractClient]:
+    """A client without a key."""
+    yield from _client(server, None)
+
+
+@pytest.fixture
+def database(server: LiveServer) -> Database:
+    """The database of the module's server; shadows conftest's ``database``."""
+    return server.database
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def create(client: ContractClient, name: str, qty: int = 5) -> dict[str, Any]:
+    """Create an item, which must succeed; the created item."""
+    response = client.post("/items", json={"name": name, "qty": qty})
+    assert response.status_code == 201, response.text
+    item: dict[str, Any] = response.json()
+    return item
+
+
+def row(database: Database, item_id: str) -> dict[str, Any] | None:
+    """The stored row of ``item_id`` (of whichever tenant), or None."""
+    return next((r for r in db.items(database) if r["id"] == item_id), None)
+
+
+def assert_problem(response: requests.Response, status: int, kind: str) -> dict[str, Any]:
+    """``status`` as problem+json of type ``kind``; the problem document."""
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.headers["Content-Type"].split(";")[0] == "application/problem+json"
+    problem: dict[str, Any] = response.json()
+    assert problem["type"] == kind
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["detail"]
+    return problem
+
+
+def error_fields(problem: dict[str, Any]) -> set[str]:
+    return {error["field"] for error in problem["errors"]}
+
+
+def walk(client: ContractClient, query: str) -> list[list[dict[str, Any]]]:
+    """Every page of ``GET /items?<query>``, following ``next_cursor`` to its end."""
+    pages: list[list[dict[str, Any]]] = []
+    cursor: str | None = None
+    while len(pages) <= 1000:
+        suffix = "" if cursor is None else f"&cursor={cursor}"
+        response = client.get(f"/items?{query}{suffix}")
+        assert response.status_code == 200, response.text
+        page = response.json()
+        pages.append(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+    raise AssertionError("next_cursor never became null")
+
+
+def names(items: list[dict[str, Any]]) -> list[str]:
+    return [item["name"] for item in items]
+
+
+def missing_id() -> str:
+    """A well-formed item id that names no item."""
+    return str(uuid.uuid4())
+
+
+# --- createItem ----------------------------------------------------------------------
+
+
+def test_create_answers_201_with_location_etag_and_the_stored_item(
+    writer: ContractClient, database: Database, tenant: str
+) -> None:
+    response = writer.post("/items", json={"name": "apple", "qty": 5})
+
+    assert response.status_code == 201
+    item = response.json()
+    assert response.headers["Location"] == f"/items/{item['id']}"
+    assert response.headers["ETag"] == '"1"'
+    assert item["name"] == "apple"
+    assert item["qty"] == 5
+    assert item["version"] == 1
+    assert item["created_at"] == item["updated_at"]
+    assert db.items(database, tenant) == [
+        {**item, "tenant": tenant, "name_key": "apple"},
+    ]
+    assert writer.get(response.headers["Location"]).json() == item
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("  apple  ", "apple"),
+        ("apple\n", "apple"),
+        ("\t\u3000apple\u2003", "apple"),
+        ("cafe\u0301", "caf\u00e9"),
+        ("\u212bngstr\u00f6m", "\u00c5ngstr\u00f6m"),
+        ("x" * 200, "x" * 200),
+    ],
+    ids=["padded", "newline", "unicode-spaces", "nfd", "angstrom-sign", "200-code-points"],
+)
+def test_create_stores_the_name_nfc_normalized_and_stripped_with_its_case_fold(
+    writer: ContractClient, database: Database, sent: str, stored: str, tenant: str
+) -> None:
+    item = create(writer, sent)
+
+    assert item["name"] == stored
+    [stored_row] = db.items(database, tenant)
+    assert stored_row["name"] == stored
+    assert stored_row["name_key"] == stored.casefold()
+    assert unicodedata.is_normalized("NFC", stored_row["name"])
+
+
+@pytest.mark.parametrize("qty", [0, QTY_MAX])
+def test_create_accepts_every_quantity_from_zero_to_qty_max(
+    writer: ContractClient, database: Database, qty: int, tenant: str
+) -> None:
+    item = create(writer, "apple", qty)
+
+    assert item["qty"] == qty
+    assert [r["qty"] for r in db.items(database, tenant)] == [qty]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=utf-8",
+        "application/json; charset=UTF-8",
+        "Application/JSON",
+    ],
+)
+def test_create_accepts_json_declared_in_any_spelling_of_utf_8(
+    writer: ContractClient, database: Database, content_type: str, tenant: str
+) -> None:
+    response = writer.post(
+        "/items", data=b'{"name":"apple","qty":5}', headers={"Content-Type": content_type}
+    )
+
+    assert response.status_code == 201, response.text
+    assert names(db.items(database, tenant)) == ["apple"]
+
+
+def test_create_accepts_a_body_of_exactly_64_kib(
+    writer: ContractClient, database: Database, tenant: str
+) -> None:
+    body = b'{"name":"apple","qty":5}'
+    body = body[:-1] + b" " * (64 * 1024 - len(body)) + b"}"
+    assert len(body) == 64 * 1024
+
+    response = writer.post("/items", data=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 201, response.text
+    assert names(db.items(database, tenant)) == ["apple"]
+
+
+# --- getItem -------------------------------------------------------------------------
+
+
+def test_get_returns_the_stored_item_with_its_current_etag(
+    writer: ContractClient, reader: ContractClient, database: Database
+) -> None:
+    item = create(writer, "apple")
+    adjusted = writer.post(f"/items/{item['id']}/adjustments", json={"delta": 2}).json()
+
+    response = reader.get(f"/items/{item['id']}")
+
+    assert response.status_code == 200
+    assert response.headers["ETag"] == '"2"'
+    assert response.json() == adjusted
+    stored = row(database, item["id"])
+    assert stored is not None
+    assert response.json() == {k: v for k, v in stored.items() if k not in {"tenant", "name_key"}}
+
+
+def test_get_of_a_missing_item_is_404(reader: ContractClient) -> None:
+    assert_problem(reader.get(f"/items/{missing_id()}"), 404, NOT_FOUND)
+
+
+# --- listItems -----------------------------------------------------------------------
+
+LISTED = [
+    "banana",
+    "Apple",
+    "cherry",
+    "apple pie",
+    "\u00c9clair",
+    "zebra",
+    "Zulu",
+    "\u00e4pfel",
+    "a",
+    "Stra\u00dfe",
+    "straw",
+    "10 nails",
+    "9 screws",
+]
+
+
+def test_list_orders_items_by_case_folded_name_in_code_point_order(
+    writer: ContractClient, reader: ContractClient, database: Database, tenant: str
+) -> None:
+    for name in LISTED:
+        create(writer, name)
+
+    page = reader.get("/items").json()
+
+    # Code-point order of the case fold: "10" < "9", "strasse" < "straw", "zulu" < "äpfel"
+    # < "éclair" (no locale collation, and casefold, not lower, for "Straße").
+    expected = sorted(LISTED, key=str.casefold)
+    assert names(page["items"]) == expected
+    assert expected.index("Stra\u00dfe") < expected.index("straw")
+    assert page["next_cursor"] is None
+    assert names(db.items(database, tenant)) == expected
+
+
+@pytest.mark.parametrize("limit", [1, 3, 5, 1000])
+def test_walking_the_pages_yields_every_item_exactly_once_in_order(
+    writer: ContractClient, reader: ContractClient, database: Database, limit: int, tenant: str
+) -> None:
+    for i in range(10):
+        create(writer, f"item {(i * 7) % 10}")
+
+    pages = walk(reader, f"limit={limit}")
+
+    assert len(pages) == math.ceil(10 / limit)
+    assert all(len(page) == limit for page in pages[:-1])
+    assert 1 <= len(pages[-1]) <= limit
+    walked = [item["id"] for page in pages for item in page]
+    assert walked == [r["id"] for r in db.items(database, tenant)]
+    assert len(set(walked)) == 10
+
+
+def test_a_page_without_limit_holds_100_items(
+    writer: ContractClient, reader: ContractClient
+) -> None:
+    with ThreadPoolExecutor(8) as pool:  # concurrent writes share commits: quicker
+        list(pool.map(lambda i: create(writer, f"item {i:03d}"), range(101)))
+
+    first = reader.get("/items").json()
+    second = reader.get(f"/items?cursor={first['next_cursor']}").json()
+
+    assert len(first["items"]) == 100
+    assert names(second["items"]) == ["item 100"]
+    assert second["next_cursor"] is None
+
+
+def test_a_cursor_stays_valid_across_writes_and_never_revisits_items(
+    writer: ContractClient, reader: ContractClient
+) -> None:
+    for name in ("b", "d", "f"):
+        create(writer, name)
+    first = reader.get("/items?limit=2").json()
+    for name in ("a", "c", "e"):
+        create(writer, name)
+
+    rest = walk(reader, f"limit=2&cursor={first['next_cursor']}")
+
+    assert names(first["items"]) == ["b", "d"]
+    assert [names(page) for page in rest] == [["e", "f"]]
+
+
+PREFIXED = [
+    "Apple",
+    "apple pie",
+    "Applesauce",
+    "banana",
+    "caf\u00e9 au lait",
+    "Cafeteria",
+    "Stra\u00dfe",
+]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("app", ["Apple", "apple pie", "Applesauce"]),
+        ("APP", ["Apple", "apple pie", "Applesauce"]),
+        ("apple ", ["apple pie"]),
+        ("caf\u00e9", ["caf\u00e9 au lait"]),
+        ("cafe\u0301", ["caf\u00e9 au lait"]),
+        ("CAF\u00c9", ["caf\u00e9 au lait"]),
+        ("cafe", ["Cafeteria"]),
+        ("STRASSE", ["Stra\u00dfe"]),
+        ("", sorted(PREFIXED, key=str.casefold)),
+    ],
+    ids=[
+        "lower",
+        "upper",
+        "not-stripped",
+        "nfc",
+        "nfd",
+        "upper-nfc",
+        "no-accent",
+        "fold",
+        "empty",
+    ],
+)
+def test_name_prefix_matches_the_start_of_the_case_folded_nfc_name(
+    writer: ContractClient, reader: ContractClient, prefix: str, expected: list[str]
+) -> None:
+    for name in PREFIXED:
+        create(writer, name)
+
+    response = reader.get("/items", params={"name_prefix": prefix})
+
+    assert response.status_code == 200
+    assert names(response.json()["items"]) == expected
+
+
+def test_name_prefix_pages_walk_only_the_matching_items(
+    writer: ContractClient, reader: ContractClient
+) -> None:
+    for name in PREFIXED:
+        create(writer, name)
+
+    pages = walk(reader, "limit=1&name_prefix=APP")
+
+    assert [names(page) for page in pages] == [["Apple"], ["apple pie"], ["Applesauce"]]
+
+
+def test_a_name_prefix_no_name_can_hold_finds_nothing(
+    writer: ContractClient, reader: ContractClient
+) -> None:
+    create(writer, "apple")
+
+    response = reader.get("/items", params={"name_prefix": "\x00"})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("limit", [1, 1000])
+def test_limit_accepts_1_to_1000(
+    writer: ContractClient, reader: ContractClient, limit: int
+) -> None:
+    for name in ("a", "b", "c"):
+        create(writer, name)
+
+    page = reader.get(f"/items?limit={limit}").json()
+
+    assert names(page["items"]) == ["a", "b", "c"][:limit]
+    assert (page["next_cursor"] is None) == (limit >= 3)
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "-1", "abc", "", "99999999999999999999999"])
+def test_a_limit_outside_1_to_1000_is_400(reader: ContractClient, limit: str) -> None:
+    problem = assert_problem(reader.get(f"/items?limit={limit}"), 400, VALIDATION)
+
+    assert "query.limit" in error_fields(problem)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["!!!", "A", "_w", "AA", "", "A" * 2000],
+    ids=["not-base64url", "bad-length", "not-utf8", "nul-key", "empty", "too-long"],
+)
+def test_a_garbage_cursor_is_400(
+    writer: ContractClient, reader: ContractClient, cursor: str
+) -> None:
+    create(writer, "apple")
+
+    problem = assert_problem(reader.get(f"/items?cursor={cursor}"), 400, VALIDATION)
+
+    assert "query.cursor" in error_fields(problem)
+
+
+def test_a_name_prefix_over_200_characters_is_400(reader: ContractClient) -> None:
+    problem = assert_problem(
+        reader.get("/items", params={"name_prefix": "a" * 201}), 400, VALIDATION
+    )
+
+    assert "query.name_prefix" in error_fields(problem)
+
+
+# --- updateItem ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "name", "qty"),
+    [
+        ({"name": "pear"}, "pear", 5),
+        ({"qty": 12}, "apple", 12),
+        ({"name": "pear", "qty": 0}, "pear", 0),
+        ({"name": " Pe\u0301ar\n"}, "P\u00e9ar", 5),
+        ({"qty": QTY_MAX}, "apple", QTY_MAX),
+    ],
+    ids=["name", "qty", "both", "normalized-name", "qty-max"],
+)
+def test_update_changes_exactly_the_fields_sent_and_bumps_the_version(
+    writer: ContractClient,
+    database: Database,
+    change: dict[str, Any],
+    name: str,
+    qty: int,
+    tenant: str,
+) -> None:
+    item = create(writer, "apple", 5)
+
+    response = writer.patch(f"/items/{item['id']}", json=change)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["ETag"] == '"2"'
+    updated = response.json()
+    assert (updated["name"], updated["qty"], updated["version"]) == (name, qty, 2)
+    assert updated["created_at"] == item["created_at"]
+    assert updated["updated_at"] >= item["updated_at"]
+    assert db.items(database, tenant) == [
+        {**updated, "tenant": tenant, "name_key": name.casefold()},
+    ]
+
+
+def test_an_update_that_changes_nothing_still_bumps_the_version(
+    writer: ContractClient, database: Database
+) -> None:
+    item = create(writer, "apple", 5)
+
+    first = writer.patch(f"/items/{item['id']}", json={"name": "apple", "qty": 5})
+    second = writer.patch(f"/items/{item['id']}", json={"qty": 5})
+
+    assert [first.json()["version"], second.json()["version"]] == [2, 3]
+    assert second.headers["ETag"] == '"3"'
+    stored = row(database, item["id"])
+    assert stored is not None
+    assert (stored["name"], stored["qty"], stored["version"]) == ("apple", 5, 3)
+
+
+def test_renaming_an_item_to_a_case_variant_of_its_own_name_is_allowed(
+    writer: ContractClient, database: Database
+) -> None:
+    item = create(writer, "apple")
+
+    response = writer.patch(f"/items/{item['id']}", json={"name": "APPLE"})
+
+    assert response.status_code == 200, response.text
+    stored = row(database, item["id"])
+    assert stored is not None
+    assert (stored["name"], stored["name_key"], stored["version"]) == ("APPLE", "apple", 2)
+
+
+@pytest.mark.parametrize("if_match", ['"2"', '"1", "2"', "*"], ids=["current", "list", "star"])
+def test_an_update_whose_if_match_matches_applies(
+    writer: ContractClient, database: Database, if_match: str
+) -> None:
+    item = create(writer, "apple")
+    writer.patch(f"/items/{item['id']}", json={"qty": 6})
+
+    response = writer.patch(f"/items/{item['id']}", json={"qty": 7}, headers={"If-Match": if_match})
+
+    assert response.status_code == 200, response.text
+    assert response.headers["ETag"] == '"3"'
+    stored = row(database, item["id"])
+    assert stored is not None
+    assert (stored["qty"], stored["version"]) == (7, 3)
+
+
+@pytest.mark.parametrize(
+    "if_match",
+    ['"1"', '"3"', 'W/"2"', 'W/"1"', "2"],
+    ids=["stale", "future", "weak-current", "weak-stale", "unquoted"],
+)
+def test_an_update_whose_if_match_does_not_match_is_412_and_changes_nothing(
+    writer: ContractClient, database: Database, if_match: str
+) -> None:
+    item = create(writer, "apple")
+    writer.patch(f"/items/{item['id']}", json={"qty": 6})
+    before = db.snapshot(database)
+
+    response = writer.patch(
+        f"/items/{item['id']}", json={"name": "pear", "qty": 7}, headers={"If-Match": if_match}
+    )
+
+    assert_problem(response, 412, PRECONDITION_FAILED)
+    assert db.snapshot(database) == before
+
+
+@pytest.mark.parametrize("if_match", [None, '"1"'], ids=["plain", "if-match"])
+def test_an_update_of_a_missing_item_is_404_and_changes_nothing(
+    writer: ContractClient, database: Database, if_match: str | None
+) -> None:
+    create(writer, "apple")
+    before = db.snapshot(database)
+    headers = {} if if_match is None else {"If-Match": if_match}
+
+    response = writer.patch(f"/items/{missing_id()}", json={"qty": 1}, headers=headers)
+
+    assert_problem(response, 404, NOT_FOUND)
+    assert db.snapshot(database) == before
+
+
+# --- deleteItem ----------------------------------------------------------------------
+
+
+def test_delete_answers_204_and_removes_the_row(
+    writer: ContractClient, database: Database, tenant: str
+) -> None:
+    item = create(writer, "apple")
+    keep = create(writer, "pear")
+
+    response = writer.delete(f"/items/{item['id']}")
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert [r["id"] for r in db.items(database, tenant)] == [keep["id"]]
+    assert_problem(writer.get(f"/items/{item['id']}"), 404, NOT_FOUND)
+
+
+def test_deleting_again_is_204_and_changes_nothing(
+    writer: ContractClient, database: Database
+) -> None:
+    item = create(writer, "apple")
+    create(writer, "pear")
+    assert writer.delete(f"/items/{item['id']}").status_code == 204
+    before = db.snapshot(database)
+
+    response = writer.delete(f"/items/{item['id']}")
+
+    assert response.status_code == 204
+    assert db.snapshot(database) == before
+
+
+def test_deleting_an_id_that_never_existed_is_204_and_changes_nothing(
+    writer: ContractClient, database: Database
+) -> None:
+    create(writer, "apple")
+    before = db.snapshot(database)
+
+    response = writer.delete(f"/items/{missing_id()}")
+
+    assert response.status_code == 204
+    assert db.snapshot(database) == before
+
+
+def test_a_name_is_free_again_once_its_item_is_deleted(
+    writer: ContractClient, database: Database, tenant: str
+) -> None:
+    item = create(writer, "apple")
+    writer.delete(f"/items/{item['id']}")
+
+    again = create(writer, "APPLE")
+
+    assert again["id"] != item["id"]
+    assert [(r["id"], r["name"]) for r in db.items(database, tenant)] == [(again["id"], "APPLE")]
+
+
+# --- adjustItem ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "delta", "end"),
+    [
+        (5, 3, 8),
+        (5, -2, 3),
+        (5, -5, 0),
+        (QTY_MAX - 1, 1, QTY_MAX),
+        (0, QTY_MAX, QTY_MAX),
+        (QTY_MAX, -QTY_MAX, 0),
+    ],
+    ids=["add", "subtract", "to-zero", "to-max", "zero-to-max", "max-to-zero"],
+)
+def test_an_adjustment_adds_the_delta_and_bumps_the_version(
+    writer: ContractClient, database: Database, start: int, delta: int, end: int
+) -> None:
+    item = create(writer, "apple", start)
+
+    response = writer.post(f"/items/{item['id']}/adjustments", json={"delta": delta})
+
+    assert response.status_code == 200, response.text
+    assert response.headers["ETag"] == '"2"'
+    assert (response.json()["qty"], response.json()["version"]) == (end, 2)
+    stored = row(database, item["id"])
+    assert stored is not None
+    assert (stored["qty"], stored["version"]) == (end, 2)
+
+
+@pytest.mark.parametrize(
+    ("start", "delta"),
+    [(5, -6), (0, -1), (QTY_MAX, 1), (1, QTY_MAX)],
+    ids=["below-zero", "zero-minus-one", "max-plus-one", "over-max"],
+)
+def test_an_adjustment_leaving_the_quantity_range_is_409_and_changes_nothing(
+    writer: ContractClient, database: Database, start: int, delta: int
+) -> None:
+    item = create(writer, "apple", start)
+    before = db.snapshot(database)
+
+    response = writer.post(f"/items/{item['id']}/adjustments", json={"delta": delta})
+
+    assert_problem(response, 409, OUT_OF_RANGE)
+    assert db.snapshot(database) == before
+
+
+def test_an_adjustment_of_a_missing_item_is_404_and_changes_nothing(
+    writer: ContractClient, database: Database
+) -> None:
+    create(writer, "apple")
+    before = db.snapshot(database)
+
+    response = writer.post(f"/items/{missing_id()}/adjustments", json={"delta": 1})
+
+    assert_problem(response, 404, NOT_FOUND)
+    assert db.snapshot(database) == before
+
+
+@pytest.mark.parametrize("reason", ["  sold to Zo\u00eb \n", "r" * 200])
+def test_an_adjustment_accepts_a_reason_and_does_not_store_it(
+    writer: ContractClient, database: Database, reason: str, tenant: str
+) -> None:
+    item = create(writer, "apple", 5)
+
+    response = writer.post(f"/items/{item['id']}/adjustments", json={"delta": -2, "reason": reason})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["qty"] == 3
+    [stored] = db.items(database, tenant)
+    assert set(stored) == ITEM_COLUMNS
+    assert (stored["qty"], stored["version"]) == (3, 2)
+
+
+# --- meta routes and routing errors --------------------------------------------------
+
+
+def test_healthz_answers_without_a_key(anonymous: ContractClient) -> None:
+    response = anonymous.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_the_contract_is_served_without_a_key(anonymous: ContractClient) -> None:
+    response = anonymous.get("/openapi.yaml")
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].split(";")[0] == "application/yaml"
+    assert response.content == SPEC_PATH.read_bytes()
+
+
+@pytest.mark.parametrize("path", ["/nowhere", "/item", "/items/", "/items/{id}/nope"])
+def test_an_unknown_path_is_a_404_problem(writer: ContractClient, path: str) -> None:
+    response = writer.get(path.replace("{id}", missing_id()))
+
+    assert_problem(response, 404, NOT_FOUND)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/items", {"GET", "POST"}),
+        ("PUT", "/items/{id}", {"GET", "PATCH", "DELETE"}),
+        ("GET", "/items/{id}/adjustments", {"POST"}),
+        ("POST", "/healthz", {"GET"}),
+        ("DELETE", "/openapi.yaml", {"GET"}),
+    ],
+)
+def test_a_wrong_method_is_405_with_allow_and_changes_nothing(
+    writer: ContractClient, database: Database, method: str, path: str, allowed: set[str]
+) -> None:
+    item = create(writer, "apple")
+    before = db.snapshot(database)
+
+    response = writer.request(method, path.replace("{id}", item["id"]), json={"qty": 1})
+
+    assert_problem(response, 405, METHOD_NOT_ALLOWED)
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+    assert db.snapshot(database) == before
+
+
+# --- unique names --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("existing", "duplicate"),
+    [
+        ("Apple", "Apple"),
+        ("Apple", "apple"),
+        ("apple", "APPLE"),
+        ("apple", "  apple \n"),
+        ("caf\u00e9", "cafe\u0301"),
+        ("cafe\u0301", "CAF\u00c9"),
+        ("Stra\u00dfe", "STRASSE"),
+        ("\u00c5ngstr\u00f6m", "\u212bngstr\u00f6m"),
+    ],
+    ids=["exact", "case", "upper", "padded", "nfd", "nfd-stored-upper", "casefold", "compat"],
+)
+def test_creating_a_duplicate_name_is_409_and_changes_nothing(
+    writer: ContractClient, database: Database, existing: str, duplicate: str
+) -> None:
+    create(writer, existing)
+    before = db.snapshot(database)
+
+    response = writer.post("/items", json={"name": duplicate, "qty": 1})
+
+    assert_problem(response, 409, NAME_TAKEN)
+    assert db.snapshot(database) == before
+
+
+@pytest.mark.parametrize("duplicate", ["Apple", "apple", "  APPLE\t"])
+def test_renaming_to_another_items_name_is_409_and_changes_nothing(
+    writer: ContractClient, database: Database, duplicate: str
+) -> None:
+    create(writer, "Apple")
+    other = create(writer, "pear")
+    before = db.snapshot(database)
+
+    response = writer.patch(f"/items/{other['id']}", json={"name": duplicate, "qty": 9})
+
+    assert_problem(response, 409, NAME_TAKEN)
+    assert db.snapshot(database) == before
+
+
+def test_renaming_onto_an_nfd_spelling_of_another_items_name_is_409(
+    writer: ContractClient, database: Database
+) -> None:
+    create(writer, "caf\u00e9")
+    other = create(writer, "tea")
+    before = db.snapshot(database)
+
+    response = writer.patch(f"/items/{other['id']}", json={"name": "CAFE\u0301"})
+
+    assert_problem(response, 409, NAME_TAKEN)
+    assert db.snapshot(database) == before
+
+
+# --- tenants -------------------------------------------------------------------------
+
+
+def test_the_same_name_may_exist_once_in_each_tenant(
+    writer: ContractClient,
+    other_tenant: ContractClient,
+    database: Database,
+    tenant: str,
+    other_tenant_name: str,
+) -> None:
+    mine = create(writer, "apple")
+    theirs = create(other_tenant, "APPLE")
+
+    assert [r["id"] for r in db.items(database, tenant)] == [mine["id"]]
+    assert [r["id"] for r in db.items(database, other_tenant_name)] == [theirs["id"]]
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("GET", "", None),
+        ("PATCH", "", {"qty": 1}),
+        ("POST", "/adjustments", {"delta": 1}),
+    ],
+    ids=["get", "patch", "adjust"],
+)
+def test_another_tenants_item_is_404_and_changes_nothing(
+    writer: ContractClient,
+    other_tenant: ContractClient,
+    database: Database,
+    method: str,
+    suffix: str,
+    body: dict[str, int] | None,
+) -> None:
+    theirs = create(other_tenant, "apple")
+    before = db.snapshot(database)
+
+    response = writer.request(method, f"/items/{theirs['id']}{suffix}", json=body)
+
+    problem = assert_problem(response, 404, NOT_FOUND)
+    nobody = missing_id()
+    missing = assert_problem(
+        writer.request(method, f"/items/{nobody}{suffix}", json=body), 404, NOT_FOUND
+    )
+    assert {**problem, "detail": problem["detail"].replace(theirs["id"], "ID")} == {
+        **missing,
+        "detail": missing["detail"].replace(nobody, "ID"),
+    }
+    assert db.snapshot(database) == before
+
+
+def test_deleting_another_tenants_item_is_204_and_leaves_it_in_place(
+    writer: ContractClient, other_tenant: ContractClient, database: Database
+) -> None:
+    theirs = create(other_tenant, "apple")
+    before = db.snapshot(database)
+
+    response = writer.delete(f"/items/{theirs['id']}")
+
+    assert response.status_code == 204
+    assert db.snapshot(database) == before
+    assert other_tenant.get(f"/items/{theirs['id']}").status_code == 200
+
+
+def test_each_tenant_lists_only_its_own_items(
+    writer: ContractClient, other_tenant: ContractClient, reader: ContractClient
+) -> None:
+    mine = [create(writer, name)["id"] for name in ("apple", "pear")]
+    theirs = [create(other_tenant, name)["id"] for name in ("apple", "fig", "kiwi")]
+
+    assert [i["id"] for i in reader.get("/items").json()["items"]] == mine
+    assert [i["id"] for i in other_tenant.get("/items").json()["items"]] == theirs
+    assert [i["id"] for i in other_tenant.get("/items?name_prefix=ap").json()["items"]] == [
+        theirs[0]
+    ]

@@ -1,0 +1,311 @@
+"""The real ``inventory`` command in a subprocess: serve, stop, restart, migrate.
+
+``inventory serve`` is started as a user would start it, on a free port and a database
+file of the test's own; readiness is ``GET /healthz`` answering (within ``READY_SECONDS``),
+and every process is killed in a ``finally`` whatever happens. Each test checks what the
+command prints, its exit code, and what it leaves in the database (``tests.support.db``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import requests
+
+from tests.support import db, postgres
+from tests.support.contract import ContractClient
+
+INVENTORY = Path(sys.executable).parent / "inventory"
+READY_SECONDS = 10
+STOP_SECONDS = 5
+TOKEN_LINE = re.compile(r"^\s*export INVENTORY_TOKEN=(\S+)\s*$", re.MULTILINE)
+KEY_FORMAT = re.compile(r"^inv_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$")
+TABLES = {"items", "api_keys", "schema_migrations"}
+# Each command gets its settings from the test alone, whatever the environment says.
+ENV = {name: value for name, value in os.environ.items() if not name.startswith("INVENTORY_")}
+
+
+# --- running the command -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Served:
+    """A running ``inventory serve``: its process, port and captured output."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    output: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stdout(self) -> str:
+        return (self.output / "stdout").read_text()
+
+    def stderr(self) -> str:
+        return (self.output / "stderr").read_text()
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager stops it; the exit code (within STOP_SECONDS)."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=STOP_SECONDS)
+
+
+@contextmanager
+def serving(
+    cwd: Path, port: int, *flags: str, env: Mapping[str, str] | None = None
+) -> Iterator[Served]:
+    """``inventory serve *flags`` in ``cwd``, ready for requests on ``port``; always killed."""
+    output = cwd / f"serve-{time.monotonic_ns()}"
+    output.mkdir()
+    with (output / "stdout").open("wb") as stdout, (output / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [str(INVENTORY), "serve", *flags],
+            stdout=stdout,
+            stderr=stderr,
+            cwd=cwd,
+            env={**ENV, **(env or {})},
+        )
+    served = Served(process, port, output)
+    try:
+        wait_until_ready(served)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_SECONDS)
+
+
+def wait_until_ready(served: Served) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            pytest.fail(
+                f"inventory serve exited with {served.process.returncode}:\n{served.stderr()}"
+            )
+        try:
+            if requests.get(f"{served.url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"inventory serve was not ready within {READY_SECONDS} s:\n{served.stderr()}")
+
+
+def inventory(
+    cwd: Path, *arguments: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run one short ``inventory`` command to its end."""
+    return subprocess.run(
+        [str(INVENTORY), *arguments],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**ENV, **(env or {})},
+        timeout=30,
+        check=False,
+    )
+
+
+def tokens_in(stdout: str) -> list[str]:
+    return TOKEN_LINE.findall(stdout)
+
+
+def sqlite_tables(path: Path) -> dict[str, str]:
+    """Every table of the SQLite file, with the SQL that made it."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+
+
+# --- the first start -----------------------------------------------------------------
+
+
+@dataclass
+class FirstStart:
+    """What one first ``inventory serve`` on a new file did, from start to SIGTERM."""
+
+    database: Path
+    port: int
+    stdout: str
+    token: str | None
+    created: requests.Response
+    exit_code: int
+    stop_seconds: float
+
+
+@pytest.fixture(scope="module")
+def first_start(tmp_path_factory: pytest.TempPathFactory) -> FirstStart:
+    """``inventory serve --port P --database F`` on a new F: the README example, then SIGTERM."""
+    cwd = tmp_path_factory.mktemp("first-start")
+    database, port = cwd / "inventory.db", free_port()
+    with serving(cwd, port, "--port", str(port), "--database", str(database)) as served:
+        tokens = tokens_in(served.stdout())
+        token = tokens[0] if tokens else None
+        with ContractClient(served.url, token) as client:
+            created = client.post("/items", json={"name": "apple", "qty": 5})
+        started = time.monotonic()
+        exit_code = served.stop()
+        stopped_after = time.monotonic() - started
+        stdout = served.stdout()
+    return FirstStart(database, port, stdout, token, created, exit_code, stopped_after)
+
+
+def test_the_first_start_prints_one_admin_key(first_start: FirstStart) -> None:
+    assert len(tokens_in(first_start.stdout)) == 1, first_start.stdout
+    assert first_start.token is not None
+    assert KEY_FORMAT.match(first_start.token)
+    [key] = db.snapshot(first_start.database)["api_keys"]
+    key_id, tenant, role, key_hash, _, revoked_at = key
+    assert first_start.token.split("_")[1] == key_id
+    assert (tenant, role, revoked_at) == ("default", "admin", None)
+    assert key_hash == hashlib.sha256(first_start.token.encode()).digest()
+
+
+def test_the_printed_curl_example_uses_the_port_being_served(first_start: FirstStart) -> None:
+    [curl] = [line for line in first_start.stdout.splitlines() if "curl " in line]
+
+    assert f"http://127.0.0.1:{first_start.port}/" in curl
+
+
+def test_the_readme_example_creates_an_item_with_the_printed_key(first_start: FirstStart) -> None:
+    assert first_start.created.status_code == 201, first_start.created.text
+    item = first_start.created.json()
+    assert (item["name"], item["qty"], item["version"]) == ("apple", 5, 1)
+    assert db.items(first_start.database) == [
+        {**item, "tenant": "default", "name_key": "apple"},
+    ]
+
+
+def test_sigterm_stops_the_server_cleanly(first_start: FirstStart) -> None:
+    assert first_start.exit_code == 0
+    assert first_start.stop_seconds < STOP_SECONDS
+    assert db.items(first_start.database) != []
+
+
+def test_a_restart_on_the_same_file_keeps_every_item_and_prints_no_new_key(
+    first_start: FirstStart,
+) -> None:
+    database = first_start.database
+    before = db.snapshot(database)
+    port = free_port()
+
+    with serving(database.parent, port, "--port", str(port), "--database", str(database)) as served:
+        with ContractClient(served.url, first_start.token) as client:
+            listed = client.get("/items")
+        after_start = db.snapshot(database)
+        assert served.stop() == 0
+        stdout = served.stdout()
+
+    assert "INVENTORY_TOKEN" not in stdout
+    assert tokens_in(stdout) == []
+    assert after_start == before
+    assert listed.status_code == 200
+    assert [item["id"] for item in listed.json()["items"]] == [row[0] for row in before["items"]]
+    assert db.snapshot(database) == before
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+def test_environment_variables_configure_serve_instead_of_flags(tmp_path: Path) -> None:
+    database, port = tmp_path / "from-env.db", free_port()
+    env = {"INVENTORY_DATABASE_URL": f"sqlite:///{database}", "INVENTORY_PORT": str(port)}
+
+    with serving(tmp_path, port, env=env) as served:
+        [token] = tokens_in(served.stdout())
+        with ContractClient(served.url, token) as client:
+            created = client.post("/items", json={"name": "apple", "qty": 5})
+        assert served.stop() == 0
+
+    assert created.status_code == 201
+    assert [row["name"] for row in db.items(database)] == ["apple"]
+    assert not (tmp_path / "inventory.db").exists()
+
+
+def test_serve_with_two_workers_on_sqlite_refuses_to_start(tmp_path: Path) -> None:
+    database = tmp_path / "inventory.db"
+
+    outcome = inventory(
+        tmp_path, "serve", "--workers", "2", "--port", str(free_port()), "--database", str(database)
+    )
+
+    assert outcome.returncode != 0
+    assert "PostgreSQL" in outcome.stderr, outcome.stderr
+    assert "Traceback" not in outcome.stderr
+    assert not database.exists()
+
+
+# --- migrate -------------------------------------------------------------------------
+
+
+def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.db"
+
+    first = inventory(tmp_path, "migrate", "--database", f"sqlite:///{path}")
+    schema, state = sqlite_tables(path), db.snapshot(path)
+    # The same file again, spelled as a URL relative to the working directory.
+    second = inventory(tmp_path, "migrate", "--database", "sqlite:///inventory.db")
+
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert set(schema) == TABLES
+    assert [row[0] for row in state["schema_migrations"]] == ["0001_items_and_keys.sql"]
+    assert state["items"] == state["api_keys"] == []
+    assert "INVENTORY_TOKEN" not in first.stdout
+    assert sqlite_tables(path) == schema
+    assert db.snapshot(path) == state
+
+
+def postgres_tables(url: str) -> set[str]:
+    async def fetch() -> set[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+            return {row["table_name"] for row in rows}
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def test_migrate_on_postgresql_creates_the_schema_and_is_idempotent(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    url = postgres.create_database()  # a new one: the session's database is migrated already
+    try:
+        first = inventory(tmp_path, "migrate", "--database", url)
+        tables, state = postgres_tables(url), db.snapshot(db.PostgresDatabase(url))
+        second = inventory(tmp_path, "migrate", "--database", url)
+
+        assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+        assert tables == TABLES
+        assert postgres_tables(url) == tables
+        assert [row[0] for row in state["schema_migrations"]] == ["0001_items_and_keys.sql"]
+        assert state["items"] == state["api_keys"] == []
+        assert db.snapshot(db.PostgresDatabase(url)) == state
+    finally:
+        postgres.drop_database(url)
