@@ -18,12 +18,12 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from service.app import create_app
 from service.auth import new_key
 from service.store import ROLES, Store, is_postgres, open_store
-from service.transfer import ImportRefused, export_jsonl, import_jsonl
+from service.transfer import export_jsonl, parse_export
 
 DEFAULT_DATABASE = "sqlite:///inventory.db"
 
@@ -89,12 +89,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    settings = Settings(
-        host=args.host, port=args.port, database=args.database, workers=args.workers
-    )
+    try:
+        settings = Settings(
+            host=args.host, port=args.port, database=args.database, workers=args.workers
+        )
+    except ValidationError as error:
+        problems = "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in error.errors())
+        sys.exit(f"inventory: {problems}")
     if settings.workers > 1 and not is_postgres(settings.database):
         sys.exit("inventory: --workers > 1 needs PostgreSQL; one process owns a SQLite file")
-    asyncio.run(_bootstrap(settings.database))
+    asyncio.run(_bootstrap(settings))
     if settings.workers == 1:
         _run_worker(settings)
         return
@@ -104,17 +108,17 @@ def _serve(args: argparse.Namespace) -> None:
     ]
     for worker in workers:
         worker.start()
+
     def stop_workers(*_: object) -> None:
         for worker in workers:
             worker.terminate()  # SIGTERM: each worker finishes its requests, then exits
 
+    # SIGINT may reach this process alone (kill -INT) or the whole group (Ctrl-C); either
+    # way every worker is asked to stop gracefully, and this process waits for them.
     signal.signal(signal.SIGTERM, stop_workers)
-    try:
-        for worker in workers:
-            worker.join()
-    except KeyboardInterrupt:  # Ctrl-C reaches every worker too; wait for them to finish
-        for worker in workers:
-            worker.join()
+    signal.signal(signal.SIGINT, stop_workers)
+    for worker in workers:
+        worker.join()
 
 
 def _run_worker(settings: Settings) -> None:
@@ -130,9 +134,9 @@ def _run_worker(settings: Settings) -> None:
     )
 
 
-async def _bootstrap(database: str) -> None:
+async def _bootstrap(settings: Settings) -> None:
     """Migrate; on the very first start, create an admin key and show it once."""
-    store = await open_store(database)
+    store = await open_store(settings.database)
     try:
         if not await store.list_keys(None):
             key, secret = new_key("default", "admin")
@@ -140,7 +144,8 @@ async def _bootstrap(database: str) -> None:
             print(
                 f"Created the first API key (admin, tenant 'default'); it is shown only now:\n"
                 f"  export INVENTORY_TOKEN={secret}\n"
-                f'  curl -H "Authorization: Bearer $INVENTORY_TOKEN" http://127.0.0.1:8000/items',
+                f'  curl -H "Authorization: Bearer $INVENTORY_TOKEN" '
+                f"http://{settings.host}:{settings.port}/items",
                 flush=True,
             )
     finally:
@@ -193,14 +198,16 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _import(args: argparse.Namespace) -> None:
-    async def load(store: Store) -> None:
-        keys, items = await import_jsonl(store, sys.stdin)
-        print(f"inventory: imported {keys} keys and {items} items", file=sys.stderr)
-
     try:
+        keys, items = parse_export(sys.stdin)  # all of it checked before the database is opened
+
+        async def load(store: Store) -> None:
+            await store.import_state(keys, items)
+
         asyncio.run(_with_store(args.database, load))
-    except ImportRefused as refusal:
+    except ValueError as refusal:  # ImportRefused, or a target that is not empty
         sys.exit(f"inventory: nothing imported: {refusal}")
+    print(f"inventory: imported {len(keys)} keys and {len(items)} items", file=sys.stderr)
 
 
 async def _with_store(database: str, action: Callable[[Store], Awaitable[None]]) -> None:

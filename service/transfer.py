@@ -6,9 +6,10 @@ The first line is a header; then one API key per line, then one item per line:
     {"type": "key", "id": ..., "tenant": ..., "role": ..., "key_hash": "<hex>", ...}
     {"type": "item", "tenant": ..., "id": ..., "name": ..., "qty": ..., "version": ..., ...}
 
-Keys travel as their hashes, so no secret is ever written out. ``import_jsonl`` checks
-every record against the invariants (and uniqueness across records) before writing
-anything, and writes all of it in one transaction, into an empty database only.
+Keys travel as their hashes, so no secret is ever written out. ``parse_export`` checks
+every record against the invariants (and uniqueness across records) before the database
+is even opened; ``Store.import_state`` then writes all of it in one transaction, into an
+empty database only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any, TextIO
 
 from model.invariants import name_key, normalize_text, qty_problem, text_problem
@@ -46,54 +48,55 @@ async def export_jsonl(store: Store, out: TextIO) -> int:
     return count - 1
 
 
-async def import_jsonl(store: Store, lines: Iterable[str]) -> tuple[int, int]:
-    """Validate every record, then write all of them at once; (keys, items) imported."""
-    keys, items = parse_export(lines)
-    try:
-        await store.import_state(keys, items)
-    except ValueError as error:
-        raise ImportRefused(str(error)) from None
-    return len(keys), len(items)
-
-
 def parse_export(lines: Iterable[str]) -> tuple[list[ApiKey], list[tuple[str, Item]]]:
-    """The records of an export, or ImportRefused listing every problem found."""
+    """The records of an export, or ImportRefused listing every problem found, by line."""
     keys: list[ApiKey] = []
     items: list[tuple[str, Item]] = []
     problems: list[str] = []
-    records = enumerate(_json_lines(lines, problems), start=1)
+    seen: dict[object, int] = {}  # ids and (tenant, name key) -> the line that had them first
+    records = _json_lines(lines, problems)
     first = next(records, None)
     if first is None or first[1] != HEADER:
-        problems.append(f"line 1: expected the header {json.dumps(HEADER)}")
+        problems.append(
+            f"line {first[0] if first else 1}: expected the header {json.dumps(HEADER)}"
+        )
     for number, record in records:
         try:
-            _add(record, keys, items)
+            claims = _add(record, keys, items)
         except (KeyError, TypeError, ValueError) as error:
             problems.append(f"line {number}: {error}")
-    problems += _duplicates(keys, items)
+            continue
+        for claim, what in claims.items():
+            if claim in seen:
+                problems.append(f"line {number}: this {what} is already on line {seen[claim]}")
+            seen.setdefault(claim, number)
     if problems:
         raise ImportRefused("the export is invalid:\n" + "\n".join(problems[:100]))
     return keys, items
 
 
-def _json_lines(lines: Iterable[str], problems: list[str]) -> Iterator[Any]:
+def _json_lines(lines: Iterable[str], problems: list[str]) -> Iterator[tuple[int, Any]]:
+    """(physical line number, decoded record) for each non-blank line."""
     for number, line in enumerate(lines, start=1):
         if line.strip():
             try:
-                yield json.loads(line)
+                yield number, json.loads(line)
             except ValueError as error:
                 problems.append(f"line {number}: not JSON: {error}")
-                yield None
+                yield number, None
 
 
-def _add(record: Any, keys: list[ApiKey], items: list[tuple[str, Item]]) -> None:
+def _add(record: Any, keys: list[ApiKey], items: list[tuple[str, Item]]) -> dict[object, str]:
+    """Append the record to ``keys`` or ``items``; what it claims must be unique."""
     kind = record["type"] if isinstance(record, dict) else None
     if kind == "key":
         keys.append(_key(record))
-    elif kind == "item":
-        items.append((_tenant(record["tenant"]), _item(record)))
-    else:
-        raise ValueError("a record must be an object of type 'key' or 'item'")
+        return {("key", keys[-1].id): "key id"}
+    if kind == "item":
+        tenant, item = _tenant(record["tenant"]), _item(record)
+        items.append((tenant, item))
+        return {("item", item.id): "item id", ("name", tenant, name_key(item.name)): "name"}
+    raise ValueError("a record must be an object of type 'key' or 'item'")
 
 
 def _key(record: dict[str, Any]) -> ApiKey:
@@ -122,8 +125,8 @@ def _item(record: dict[str, Any]) -> Item:
         raise ValueError(f"name {name!r} breaks the name invariant")
     if problem := qty_problem(qty):
         raise ValueError(f"qty {problem}")
-    if type(version) is not int or version < 1:
-        raise ValueError("version must be a positive integer")
+    if type(version) is not int or not 1 <= version < 2**63:
+        raise ValueError("version must be an integer from 1 to 2^63 - 1")
     if str(uuid.UUID(str(record["id"]))) != record["id"]:
         raise ValueError("id must be a lowercase hyphenated UUID")
     return Item(
@@ -148,20 +151,13 @@ def _tenant(value: Any) -> str:
 
 
 def _timestamp(value: Any) -> str:
-    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
-        raise ValueError(f"timestamp {value!r} is not RFC 3339 UTC with microseconds")
-    return value
-
-
-def _duplicates(keys: list[ApiKey], items: list[tuple[str, Item]]) -> list[str]:
-    problems = []
-    if len({k.id for k in keys}) != len(keys):
-        problems.append("two keys share an id")
-    if len({i.id for _, i in items}) != len(items):
-        problems.append("two items share an id")
-    if len({(t, name_key(i.name)) for t, i in items}) != len(items):
-        problems.append("two items of one tenant share a name (ignoring case)")
-    return problems
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")  # a real date and time
+        if _TIMESTAMP.fullmatch(value):
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f"timestamp {value!r} is not RFC 3339 UTC with microseconds")
 
 
 def _key_record(key: ApiKey) -> dict[str, Any]:
