@@ -1,0 +1,1 @@
+"""The load benchmark (DESIGN §9): ``bench/run`` and ``bench/million.py``; see bench/README.md."""

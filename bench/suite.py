@@ -1,0 +1,173 @@
+"""The benchmark of DESIGN §9: the service against a bare aiohttp echo app, one run.
+
+Started by ``bench/run``. Every server (the echo app, the service on SQLite, the service
+on PostgreSQL with two workers) runs at once, pinned to core 1, and is idle except while
+it is measured; wrk runs on core 0. For each workload and connection count the servers
+are measured one right after the other, so a neighbour's load on the machine falls on
+all of them alike. Prints Markdown and saves it to bench/results.md.
+
+Settings (environment): BENCH_DURATION seconds per run (10), BENCH_CONNECTIONS ("16 64"),
+BENCH_BACKENDS ("sqlite postgres"), BENCH_WORKLOADS (all), BENCH_WARMUP seconds (2),
+BENCH_SEED items created before the runs (200), BENCH_POSTGRES (the maintenance URL).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import report, servers, wrk
+from bench.report import Cell
+from bench.wrk import Result
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one ``bench/run`` measures."""
+
+    duration: int
+    connections: tuple[int, ...]
+    backends: tuple[str, ...]
+    workloads: tuple[str, ...]
+    warmup: int
+    seed: int
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        env = os.environ.get
+        return cls(
+            duration=int(env("BENCH_DURATION", "10")),
+            connections=tuple(int(c) for c in env("BENCH_CONNECTIONS", "16 64").split()),
+            backends=tuple(env("BENCH_BACKENDS", "sqlite postgres").split()),
+            workloads=tuple(env("BENCH_WORKLOADS", " ".join(wrk.WORKLOADS)).split()),
+            warmup=int(env("BENCH_WARMUP", "2")),
+            seed=int(env("BENCH_SEED", "200")),
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server under test, its key and its pool of existing item ids."""
+
+    server: servers.Server
+    token: str
+    pool: Path
+
+
+def _start_targets(settings: Settings, work: Path, stack: ExitStack) -> dict[str, Target]:
+    echo = servers.start_echo(work / "echo.log")
+    stack.callback(echo.stop)
+    fake_ids = work / "echo-ids.txt"
+    fake_ids.write_text("\n".join(str(uuid.uuid4()) for _ in range(settings.seed)) + "\n")
+    targets = {"echo": Target(echo, "ignored-by-echo", fake_ids)}
+    for backend in settings.backends:
+        if backend == "sqlite":
+            url, name, workers = f"sqlite:///{work / 'bench.db'}", "SQLite", 1
+        elif backend == "postgres":
+            url, name, workers = servers.create_postgres_database(), "PostgreSQL", 2
+            stack.callback(servers.drop_postgres_database, url)
+        else:
+            sys.exit(f"bench: unknown backend {backend!r} (sqlite, postgres)")
+        token = servers.create_key(url)
+        server = servers.start_service(name, url, work / f"{backend}.log", workers)
+        stack.callback(server.stop)
+        pool = work / f"{backend}-ids.txt"
+        pool.write_text("\n".join(servers.seed(server, token, settings.seed)) + "\n")
+        targets[name] = Target(server, token, pool)
+    return targets
+
+
+def _measure(
+    settings: Settings, targets: dict[str, Target]
+) -> tuple[list[Cell], dict[str, dict[Cell, Result]]]:
+    for target in targets.values():
+        if settings.warmup > 0:
+            wrk.run(
+                "mixed", target.server, target.token, target.pool, "warmup", 16, settings.warmup
+            )
+    cells = [(w, c) for w in settings.workloads for c in settings.connections]
+    results: dict[str, dict[Cell, Result]] = {name: {} for name in targets}
+    for workload, connections in cells:
+        for name, target in targets.items():
+            result = wrk.run(
+                workload, target.server, target.token, target.pool,
+                f"{workload}{connections}", connections, settings.duration,
+            )  # fmt: skip
+            results[name][(workload, connections)] = result
+            print(
+                f"bench: {name:10} {workload:6} c={connections:<3} {result.rps:8,.0f} req/s"
+                f"  p50 {result.p50_us / 1000:6.2f} ms  p99 {result.p99_us / 1000:6.2f} ms"
+                f"  cpu {result.cpu_share:4.0%}  failed {result.failed}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return cells, results
+
+
+def _document(
+    settings: Settings,
+    cells: list[Cell],
+    results: dict[str, dict[Cell, Result]],
+    memory: dict[str, int],
+) -> str:
+    services = [name for name in results if name != "echo"]
+    extra = {
+        "wrk": f"{wrk.version()}, 1 thread, pinned to core {servers.LOAD_CORE}",
+        "servers": f"each pinned to core {servers.SERVER_CORE} (taskset -c {servers.SERVER_CORE})",
+        "duration": f"{settings.duration} s per run after a {settings.warmup} s warm-up",
+        "priority": (
+            f"servers and wrk at nice {servers.NICE} (BENCH_NICE), ahead of other processes"
+            if servers.NICE
+            else "normal (BENCH_NICE unset)"
+        ),
+    }
+    if "PostgreSQL" in results:
+        extra["PostgreSQL"] = (
+            f"{servers.postgres_version()}; `inventory serve --workers 2`, both workers pinned"
+            " to core 1 like everything measured; the PostgreSQL server's own processes are not"
+            " pinned (the machine's shared server) and run on either core, so PostgreSQL rows"
+            " get more than one core of CPU in all"
+        )
+    rss = ", ".join(f"{name} {size / 2**20:.0f} MiB" for name, size in memory.items())
+    return "\n\n".join(
+        [
+            "# Benchmark: the service against a bare aiohttp echo app",
+            report.machine(extra),
+            "## Requests/s, latency (ms) and ratio to echo\n\n"
+            "SQLite with `synchronous=FULL` (the default): every acknowledged write is fsynced.\n\n"
+            + report.results_table(cells, results, services),
+            "## Targets (from this run)\n\n" + report.targets(cells, results, services),
+            "## Where core 1 went\n\n"
+            "Server CPU % is the server processes' CPU time over the run's wall time (100% = the"
+            " whole core; the PostgreSQL server's own processes are not counted). Core 1 busy %"
+            " is anyone's work on that core: well above server CPU %, a neighbour took part of"
+            " it. Well below 100%, the server sat idle waiting for requests (wake-up latency"
+            " between the cores, or the load generator starved), and its requests/s understates"
+            " what the core can do. µs per request is the server's CPU cost of one request; the"
+            " ratio by CPU cost compares those costs, which is what requests/s would compare"
+            " on a quiet machine with the core saturated.\n\n"
+            + report.cpu_table(cells, results, services),
+            f"Server memory (RSS) after the runs: {rss}.",
+        ]
+    )
+
+
+def main() -> None:
+    """Start everything, measure every cell, print and save the report."""
+    settings = Settings.from_environment()
+    with tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp, ExitStack() as stack:
+        targets = _start_targets(settings, Path(tmp), stack)
+        cells, results = _measure(settings, targets)
+        memory = {name: t.server.rss_bytes() for name, t in targets.items()}
+        document = _document(settings, cells, results, memory) + "\n"
+    print(document)
+    (servers.BENCH / "results.md").write_text(document)
+
+
+if __name__ == "__main__":
+    main()
