@@ -12,6 +12,7 @@ import binascii
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,6 +46,10 @@ async def list_items(call: Call) -> web.Response:
         after_key=decode_cursor(call.params.get("query.cursor")),
         prefix_key=prefix_key(prefix) if prefix else None,
     )
+    if request.prefix_key is not None and _has_control_character(request.prefix_key):
+        # No name holds one, so no name starts with this prefix (and PostgreSQL cannot
+        # even compare text with a NUL in it).
+        return _json({"items": [], "next_cursor": None})
     page = await call.store.list_items(_caller(call).tenant, request)
     cursor = encode_cursor(page.last_key) if page.last_key is not None else None
     return _json({"items": [item.as_json() for item in page.items], "next_cursor": cursor})
@@ -119,15 +124,26 @@ def encode_cursor(key: str) -> str:
 
 
 def decode_cursor(cursor: str | None) -> str | None:
-    """The name key inside ``cursor``; a cursor we did not issue is a 400."""
+    """The name key inside ``cursor``; a cursor we did not issue is a 400.
+
+    We issue base64url of a name key, and a name key holds no control character.
+    """
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
+        key = None
+    if key is None or _has_control_character(key):
         raise ValidationFailed(
             "cursor is not one this service issued", [FieldError("query.cursor", "is malformed")]
-        ) from None
+        )
+    return key
+
+
+def _has_control_character(text: str) -> bool:
+    """Whether ``text`` holds a character no name may hold (category Cc or Cs)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
 
 
 def parse_if_match(header: str | None) -> frozenset[int] | None:

@@ -139,7 +139,15 @@ def problem_response(problem: Problem) -> web.Response:
     """The problem+json response for ``problem``."""
     return web.Response(
         status=problem.status,
-        body=json.dumps(problem.body(), ensure_ascii=False).encode(),
+        body=_json_bytes(problem.body()),
         content_type="application/problem+json",
         headers=problem.headers,
     )
+
+
+def _json_bytes(document: dict[str, object]) -> bytes:
+    """UTF-8 JSON; all-ASCII escapes when the document quotes a lone surrogate it was sent."""
+    try:
+        return json.dumps(document, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(document).encode()

@@ -30,6 +30,10 @@ from service.spec import Operation, Parameter, Validator
 from service.store import Store
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_DEPTH = 32
+"""A JSON value nested deeper is refused (400) before validation: no valid body nests past 2,
+and the schema validator gives up at about 256 levels with an error, not an answer."""
+TOO_DEEP = f"is nested more than {MAX_DEPTH} levels deep"
 STORE = web.AppKey("store", Store)
 BODY_CHECKS = {
     "createItem": check_create,
@@ -71,6 +75,7 @@ def _check_body(op: Operation, body: Any) -> tuple[list[FieldError], Any]:
     Running both lets one answer name every offending field: the schema knows shapes,
     the invariants know what JSON Schema cannot say (``5.0`` is no integer, NFC length).
     """
+    body, too_deep = _without_deep_values(body)
     errors = {e.field: e for e in _schema_errors(op.body_validator, body, _body_field)}
     check = BODY_CHECKS.get(op.operation_id)
     if check is not None and isinstance(body, dict):
@@ -78,11 +83,13 @@ def _check_body(op: Operation, body: Any) -> tuple[list[FieldError], Any]:
             body = check(body)
         except InvariantViolation as violation:
             errors.update({e.field: e for e in violation.errors})
+    errors.update({e.field: e for e in too_deep})
     return list(errors.values()), body
 
 
 async def _read_body(request: web.Request) -> Any:
-    if request.content_type != "application/json" or request.charset not in (None, "utf-8"):
+    charset = (request.charset or "utf-8").lower()  # matched ignoring case (RFC 9110 §8.3.2)
+    if request.content_type != "application/json" or charset != "utf-8":
         raise UnsupportedMediaType("send the body as Content-Type: application/json (UTF-8)")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
@@ -107,6 +114,30 @@ def decode_json(raw: bytes) -> Any:
         raise _bad_body("the body is nested too deeply") from None
     except ValueError as error:  # JSONDecodeError, and int parsing limits
         raise _bad_body(f"the body is not valid JSON: {error}") from None
+
+
+def _without_deep_values(body: Any) -> tuple[Any, list[FieldError]]:
+    """``body`` with every member nested deeper than MAX_DEPTH set to null; an error for each."""
+    if isinstance(body, dict):
+        deep = [name for name, value in body.items() if _depth(value) > MAX_DEPTH]
+        errors = [FieldError(pointer(name), TOO_DEEP) for name in deep]
+        return {**body, **dict.fromkeys(deep)}, errors
+    if _depth(body) > MAX_DEPTH:
+        return None, [FieldError("", TOO_DEEP)]
+    return body, []
+
+
+def _depth(value: Any) -> int:
+    """How many arrays and objects deep ``value`` nests (0 for a scalar)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
 
 
 def _bad_body(message: str) -> ValidationFailed:

@@ -9,6 +9,7 @@ the framework's own 404/405/413 included, into problem+json; nothing else escape
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
@@ -43,7 +44,9 @@ def bind(
     if extra := handlers.keys() - declared:
         raise SpecMismatch(f"handlers without an operation: {sorted(extra)}")
     for op in operations:
-        path = op.path  # OpenAPI's {name} templates are aiohttp's too
+        # OpenAPI's {name} is aiohttp's too, but aiohttp's matches no brace: let a parameter
+        # match any segment, so that the contract's schema, not the router, judges it (400).
+        path = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", op.path)
         app.router.add_route(op.method, path, _endpoint(op, handlers[op.operation_id]))
 
 
