@@ -36,6 +36,7 @@ import requests
 
 from model.invariants import name_key, normalize_text, qty_problem, text_problem
 from tests.support import db
+from tests.support.contract import check_response
 
 INVENTORY = Path(sys.executable).with_name("inventory")
 TENANT = "crash"
@@ -107,11 +108,22 @@ def create_key(database: Path) -> str:
     return done.stdout.strip()
 
 
+def _checked(response: requests.Response) -> requests.Response:
+    """``response``, once checked against openapi.yaml."""
+    check_response(response)
+    return response
+
+
+def _contract_hook(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    check_response(response)
+
+
 def drive(url: str, token: str, hot: list[str], stop: threading.Event, number: int) -> Ledger:
     """Creates and adjustments, one at a time, until ``stop`` or the server is gone."""
     ledger, rng = Ledger(), random.Random(number)
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {token}"
+        session.hooks["response"].append(_contract_hook)
         for sequence in itertools.count():
             if stop.is_set():
                 break
@@ -192,7 +204,9 @@ def test_sigkill_mid_load_loses_no_acknowledged_write_and_leaves_no_half_write(
     url = services[0].url
     headers = {"Authorization": f"Bearer {token}"}
     hot = [
-        requests.post(f"{url}/items", json={"name": f"hot {n}", "qty": 0}, headers=headers).json()
+        _checked(
+            requests.post(f"{url}/items", json={"name": f"hot {n}", "qty": 0}, headers=headers)
+        ).json()
         for n in range(HOT_ITEMS)
     ]
     hot_ids = [item["id"] for item in hot]
@@ -243,10 +257,14 @@ def test_sigkill_mid_load_loses_no_acknowledged_write_and_leaves_no_half_write(
 
     restarted = services[1].url
     for item in acknowledged[:20]:  # the restarted service serves what it recovered
-        answer = requests.get(f"{restarted}/items/{item['id']}", headers=headers, timeout=10)
+        answer = _checked(
+            requests.get(f"{restarted}/items/{item['id']}", headers=headers, timeout=10)
+        )
         assert (answer.status_code, answer.json()) == (200, item)
-    after = requests.post(
-        f"{restarted}/items/{hot_ids[0]}/adjustments", json={"delta": 1}, headers=headers
+    after = _checked(
+        requests.post(
+            f"{restarted}/items/{hot_ids[0]}/adjustments", json={"delta": 1}, headers=headers
+        )
     )
     assert after.status_code == 200
     assert after.json()["version"] == by_id[hot_ids[0]]["version"] + 1

@@ -14,6 +14,7 @@ another request; otherwise it would prove nothing about batching.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sqlite3
 import uuid
@@ -28,6 +29,7 @@ import pytest
 
 from service import sqlite_store
 from tests.support import db
+from tests.support.contract import check_exchange
 from tests.support.db import Database
 from tests.support.server import LiveServer
 
@@ -66,8 +68,9 @@ async def _send(session: aiohttp.ClientSession, call: Call) -> Outcome:
         headers = {"Content-Type": "application/json", **call.headers}
         request = session.request(call.method, call.path, data=call.raw, headers=headers)
     async with request as answer:
-        payload = await answer.json(content_type=None) if await answer.read() else None
-        return answer.status, payload
+        content = await answer.read()
+        check_exchange(call.method, answer.url.path, answer.status, answer.headers, content)
+        return answer.status, json.loads(content) if content else None
 
 
 async def _burst(url: str, token: str, calls: list[Call]) -> list[Outcome]:

@@ -7,7 +7,9 @@ schema and documented headers valid against theirs. Any drift fails the test at 
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,27 +58,39 @@ def check_response(response: requests.Response) -> None:
     """Raise ContractViolation unless the contract documents ``response``."""
     request = response.request
     path = requests.utils.urlparse(request.url).path  # type: ignore[attr-defined]
+    check_exchange(
+        str(request.method), path, response.status_code, response.headers, response.content
+    )
+
+
+def check_exchange(
+    method: str, path: str, status: int, headers: Mapping[str, str], content: bytes
+) -> None:
+    """Raise ContractViolation unless the contract documents this answer to ``method path``.
+
+    For clients other than ``ContractClient`` (aiohttp, raw sockets): pass what came back.
+    """
     routes = [r for r in _ROUTES if r.pattern.match(path)]
-    route = next((r for r in routes if r.method == request.method), None)
-    status = str(response.status_code)
+    route = next((r for r in routes if r.method == method), None)
+    code = str(status)
     if route is None:
         expected = "405" if routes else "404"
-        if status != expected:
-            raise ContractViolation(f"{request.method} {path}: expected {expected}, got {status}")
-        spec = _GENERIC[status]
+        if code != expected:
+            raise ContractViolation(f"{method} {path}: expected {expected}, got {code}")
+        spec = _GENERIC[code]
     else:
-        spec = route.responses.get(status)
+        spec = route.responses.get(code)
         if spec is None:
-            raise ContractViolation(f"{request.method} {path}: undocumented status {status}")
-    _check_headers(response, spec)
-    _check_body(response, spec)
+            raise ContractViolation(f"{method} {path}: undocumented status {code}")
+    _check_headers(code, headers, spec)
+    _check_body(code, headers, content, spec)
 
 
-def _check_headers(response: requests.Response, spec: dict[str, Any]) -> None:
+def _check_headers(status: str, headers: Mapping[str, str], spec: dict[str, Any]) -> None:
     for name, header in spec.get("headers", {}).items():
-        value = response.headers.get(name)
+        value = headers.get(name)
         if value is None:
-            raise ContractViolation(f"missing header {name} on {response.status_code}")
+            raise ContractViolation(f"missing header {name} on {status}")
         errors = [
             e.message for e in jsonschema_rs.validator_for(header["schema"]).iter_errors(value)
         ]
@@ -84,21 +98,23 @@ def _check_headers(response: requests.Response, spec: dict[str, Any]) -> None:
             raise ContractViolation(f"header {name}: {errors}")
 
 
-def _check_body(response: requests.Response, spec: dict[str, Any]) -> None:
-    content = spec.get("content")
-    if not content:
-        if response.content:
-            raise ContractViolation(f"{response.status_code} must have no body")
+def _check_body(
+    status: str, headers: Mapping[str, str], content: bytes, spec: dict[str, Any]
+) -> None:
+    documented = spec.get("content")
+    if not documented:
+        if content:
+            raise ContractViolation(f"{status} must have no body")
         return
-    media_type = response.headers.get("Content-Type", "").split(";")[0]
-    if media_type not in content:
-        raise ContractViolation(f"media type {media_type!r} not in {sorted(content)}")
+    media_type = headers.get("Content-Type", "").split(";")[0]
+    if media_type not in documented:
+        raise ContractViolation(f"media type {media_type!r} not in {sorted(documented)}")
     if media_type.endswith("json"):
-        schema = content[media_type]["schema"]
+        schema = documented[media_type]["schema"]
         validator = jsonschema_rs.validator_for(schema, validate_formats=True)
-        errors = [e.message for e in validator.iter_errors(response.json())]
+        errors = [e.message for e in validator.iter_errors(json.loads(content))]
         if errors:
-            raise ContractViolation(f"{response.status_code} body breaks the contract: {errors}")
+            raise ContractViolation(f"{status} body breaks the contract: {errors}")
 
 
 class ContractClient(requests.Session):
