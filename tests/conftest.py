@@ -57,6 +57,24 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     postgres.empty_database(url)
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One live server per backend for a whole module, for tests that keep to tenants of
+    their own (and so need no empty database each)."""
+    database: Database
+    if request.param == "sqlite":
+        database = tmp_path_factory.mktemp("module") / "inventory.db"
+    else:
+        database = PostgresDatabase(request.getfixturevalue("postgres_url"))
+    live = LiveServer(database).start()
+    yield live
+    live.stop()
+    if isinstance(database, PostgresDatabase):
+        postgres.empty_database(database.url)
+
+
 @pytest.fixture
 def server(database: Database) -> Iterator[LiveServer]:
     live = LiveServer(database).start()

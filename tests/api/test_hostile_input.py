@@ -26,9 +26,9 @@ import pytest
 import requests
 
 from model.invariants import QTY_MAX
-from tests.support import db, postgres
+from tests.support import db
 from tests.support.contract import ContractClient, check_response
-from tests.support.db import Database, PostgresDatabase
+from tests.support.db import Database
 from tests.support.server import LiveServer
 
 MAX_BODY = 64 * 1024
@@ -99,21 +99,10 @@ QUANTITY_TARGETS = (CREATE, UPDATE)
 # --- fixtures ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module")
+def server(module_server: LiveServer) -> LiveServer:
     """One live server per backend for the whole module; shadows conftest's ``server``."""
-    database: Database
-    if request.param == "sqlite":
-        database = tmp_path_factory.mktemp("hostile") / "inventory.db"
-    else:
-        database = PostgresDatabase(request.getfixturevalue("postgres_url"))
-    live = LiveServer(database).start()
-    yield live
-    live.stop()
-    if isinstance(database, PostgresDatabase):
-        postgres.empty_database(database.url)
+    return module_server
 
 
 @pytest.fixture(scope="module")

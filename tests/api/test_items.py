@@ -24,9 +24,9 @@ import requests
 
 from model.invariants import QTY_MAX
 from service.spec import SPEC_PATH
-from tests.support import db, postgres
+from tests.support import db
 from tests.support.contract import ContractClient
-from tests.support.db import Database, PostgresDatabase
+from tests.support.db import Database
 from tests.support.server import LiveServer
 
 NAME_TAKEN = "urn:inventory:problem:name-taken"
@@ -41,21 +41,10 @@ ITEM_COLUMNS = {"id", "tenant", "name", "name_key", "qty", "version", "created_a
 # --- fixtures ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module")
+def server(module_server: LiveServer) -> LiveServer:
     """One live server per backend for the whole module; shadows conftest's ``server``."""
-    database: Database
-    if request.param == "sqlite":
-        database = tmp_path_factory.mktemp("items") / "inventory.db"
-    else:
-        database = PostgresDatabase(request.getfixturevalue("postgres_url"))
-    live = LiveServer(database).start()
-    yield live
-    live.stop()
-    if isinstance(database, PostgresDatabase):
-        postgres.empty_database(database.url)
+    return module_server
 
 
 def _client(server: LiveServer, tenant: str | None, role: str = "") -> Iterator[ContractClient]:
