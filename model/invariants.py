@@ -99,9 +99,14 @@ def text_problem(text: str) -> str | None:
         return "must not be empty or only whitespace"
     if len(text) > NAME_MAX:
         return f"must be at most {NAME_MAX} characters after normalization"
-    if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in text):
+    if has_forbidden_character(text):
         return "must not contain control characters or lone surrogates"
     return None
+
+
+def has_forbidden_character(text: str) -> bool:
+    """Whether ``text`` holds a character no name may hold (category Cc or Cs)."""
+    return any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in text)
 
 
 def qty_problem(qty: object) -> str | None:

@@ -12,13 +12,12 @@ import binascii
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from model.invariants import FieldError, prefix_key
+from model.invariants import FieldError, has_forbidden_character, prefix_key
 from service.auth import Caller, new_key
 from service.problems import ValidationFailed
 from service.requests import Call
@@ -27,6 +26,7 @@ from service.store import Item, PageRequest
 
 log = logging.getLogger("inventory")
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
+_SPEC_BYTES = SPEC_PATH.read_bytes()  # the contract as served, read once
 
 
 async def create_item(call: Call) -> web.Response:
@@ -46,7 +46,7 @@ async def list_items(call: Call) -> web.Response:
         after_key=decode_cursor(call.params.get("query.cursor")),
         prefix_key=prefix_key(prefix) if prefix else None,
     )
-    if request.prefix_key is not None and _has_control_character(request.prefix_key):
+    if request.prefix_key is not None and has_forbidden_character(request.prefix_key):
         # No name holds one, so no name starts with this prefix (and PostgreSQL cannot
         # even compare text with a NUL in it).
         return _json({"items": [], "next_cursor": None})
@@ -100,7 +100,7 @@ async def health(call: Call) -> web.Response:
 
 
 async def spec(call: Call) -> web.Response:
-    return web.Response(body=SPEC_PATH.read_bytes(), content_type="application/yaml")
+    return web.Response(body=_SPEC_BYTES, content_type="application/yaml")
 
 
 HANDLERS = {
@@ -134,16 +134,11 @@ def decode_cursor(cursor: str | None) -> str | None:
         key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         key = None
-    if key is None or _has_control_character(key):
+    if key is None or has_forbidden_character(key):
         raise ValidationFailed(
             "cursor is not one this service issued", [FieldError("query.cursor", "is malformed")]
         )
     return key
-
-
-def _has_control_character(text: str) -> bool:
-    """Whether ``text`` holds a character no name may hold (category Cc or Cs)."""
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
 
 
 def parse_if_match(header: str | None) -> frozenset[int] | None:

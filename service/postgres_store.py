@@ -18,7 +18,7 @@ import asyncpg
 from model.invariants import QTY_MAX, name_key
 from service.ids import new_id
 from service.problems import NameTaken, NotFound, PreconditionFailed, QuantityOutOfRange
-from service.store import ApiKey, Item, Page, PageRequest, key_successor, utc_now
+from service.store import ApiKey, Item, Page, PageRequest, key_successor, page_of, utc_now
 
 _ITEM_COLUMNS = "id, name, qty, version, created_at, updated_at"
 _KEY_COLUMNS = "id, tenant, role, key_hash, created_at, revoked_at"
@@ -75,9 +75,7 @@ class PostgresStore:
             *params,
             request.limit + 1,
         )
-        more = len(rows) > request.limit
-        items = [Item(*row[:-1]) for row in rows[: request.limit]]
-        return Page(items, rows[request.limit - 1][-1] if more else None)
+        return page_of(rows, request.limit)
 
     async def update_item(
         self,

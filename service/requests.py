@@ -163,13 +163,12 @@ def _read_parameters(request: web.Request, parameters: tuple[Parameter, ...]) ->
     }
     params: dict[str, Any] = {}
     for p in parameters:
-        values = request.query.getall(p.name, []) if p.location == "query" else None
-        if values is not None and len(values) > 1:
-            params[f"{p.location}.{p.name.lower()}"] = values  # a list: fails the schema
-            continue
+        repeated = request.query.getall(p.name, []) if p.location == "query" else []
         raw = sources[p.location].get(p.name)
-        if raw is not None:
-            params[f"{p.location}.{p.name.lower()}"] = _integer(raw) if p.is_integer else raw
+        if len(repeated) > 1:
+            params[p.key] = repeated  # a list: the schema rejects it
+        elif raw is not None:
+            params[p.key] = _integer(raw) if p.is_integer else raw
     return params
 
 

@@ -31,6 +31,11 @@ class Parameter:
     schema: Mapping[str, Any]
 
     @property
+    def key(self) -> str:
+        """Its name among the validated parameters: ``path.item_id``, ``header.if-match``."""
+        return f"{self.location}.{self.name.lower()}"
+
+    @property
     def is_integer(self) -> bool:
         """Whether the raw string value is to be read as an integer before validation."""
         return self.schema.get("type") == "integer"
@@ -93,8 +98,8 @@ def _parameters_schema(parameters: tuple[Parameter, ...]) -> dict[str, Any]:
     """One object schema over all parameters, keyed ``path.item_id``, ``query.limit``, ..."""
     return {
         "type": "object",
-        "properties": {f"{p.location}.{p.name.lower()}": p.schema for p in parameters},
-        "required": [f"{p.location}.{p.name.lower()}" for p in parameters if p.required],
+        "properties": {p.key: p.schema for p in parameters},
+        "required": [p.key for p in parameters if p.required],
     }
 
 

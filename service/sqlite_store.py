@@ -22,7 +22,7 @@ import aiosqlite
 from model.invariants import QTY_MAX, name_key
 from service.ids import new_id
 from service.problems import NameTaken, NotFound, PreconditionFailed, QuantityOutOfRange
-from service.store import ApiKey, Item, Page, PageRequest, key_successor, utc_now
+from service.store import ApiKey, Item, Page, PageRequest, key_successor, page_of, utc_now
 
 T = TypeVar("T")
 Transition = Callable[[sqlite3.Connection], Any]
@@ -140,7 +140,7 @@ class SqliteStore:
     async def _commit(self, batch: list[_Pending]) -> None:
         transitions = [p.transition for p in batch]
         try:
-            outcomes = await self._read(_apply_batch, transitions)
+            outcomes = await _on_db_thread(self._conn, _apply_batch, transitions)
         except Exception as error:  # the commit itself failed: nothing of the batch holds
             outcomes = [(False, error)] * len(batch)
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
@@ -297,9 +297,7 @@ def _list_items(db: sqlite3.Connection, tenant: str, request: PageRequest) -> Pa
         " ORDER BY name_key LIMIT ?",
         (*params, request.limit + 1),
     ).fetchall()
-    items = [_item(row[:-1]) for row in rows[: request.limit]]
-    more = len(rows) > request.limit
-    return Page(items, rows[request.limit - 1][-1] if more else None)
+    return page_of(rows, request.limit)
 
 
 def _add_key(db: sqlite3.Connection, key: ApiKey) -> None:

@@ -47,6 +47,16 @@ class Page:
     last_key: str | None
 
 
+def page_of(rows: Sequence[Sequence[Any]], limit: int) -> Page:
+    """The page in ``rows``: up to ``limit + 1`` rows of item columns, then the name key.
+
+    The extra row only says that there is more; the cursor then points after the last
+    row shown.
+    """
+    items = [Item(*row[:-1]) for row in rows[:limit]]
+    return Page(items, rows[limit - 1][-1] if len(rows) > limit else None)
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """An API key's public record; ``key_hash`` is SHA-256 of the whole key."""

@@ -24,6 +24,7 @@ from requests.structures import CaseInsensitiveDict
 from service.spec import load_document, load_operations
 from tests.support import db
 from tests.support.contract import ContractClient, check_response
+from tests.support.db import assert_no_secret_in_files, secret_part
 from tests.support.server import LiveServer
 
 KEY_FORMAT = re.compile(r"^inv_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -41,11 +42,6 @@ Header = str | bytes
 def key_id(key: str) -> str:
     """The public id of ``key`` (between the first and second ``_``)."""
     return key.split("_")[1]
-
-
-def secret_part(key: str) -> str:
-    """What follows the second ``_`` of ``key``."""
-    return key.split("_", 2)[2]
 
 
 def token_of(client: ContractClient) -> str:
@@ -794,15 +790,3 @@ def test_no_key_appears_in_plaintext_in_the_sqlite_files(tmp_path: Path) -> None
     finally:
         if not stopped:
             live.stop()
-
-
-def assert_no_secret_in_files(database: Path, keys: list[str]) -> None:
-    """No key, nor its secret part, in the raw bytes of any file of the SQLite database."""
-    files = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
-    present = [path for path in files if path.exists()]
-    assert database in present
-    for path in present:
-        raw = path.read_bytes()
-        for key in keys:
-            assert key.encode() not in raw, f"{key} in {path.name}"
-            assert secret_part(key).encode() not in raw, f"secret of {key} in {path.name}"

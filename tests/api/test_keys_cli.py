@@ -20,6 +20,7 @@ from service.auth import new_key
 from service.store import open_store
 from tests.support import db
 from tests.support.contract import ContractClient, check_response
+from tests.support.db import assert_no_secret_in_files, secret_part
 from tests.support.server import LiveServer
 
 INVENTORY = Path(sys.executable).parent / "inventory"
@@ -82,10 +83,6 @@ def seed(database: Path, *specs: tuple[str, str]) -> list[str]:
 
 def key_id(key: str) -> str:
     return key.split("_")[1]
-
-
-def secret_part(key: str) -> str:
-    return key.split("_", 2)[2]
 
 
 def key_rows(database: Path) -> dict[str, tuple[object, ...]]:
@@ -267,15 +264,3 @@ def test_no_key_made_by_the_cli_or_over_http_appears_in_plaintext_in_the_databas
     finally:
         server.stop()
     assert_no_secret_in_files(database, keys)
-
-
-def assert_no_secret_in_files(database: Path, keys: list[str]) -> None:
-    """No key, nor its secret part, in the raw bytes of any file of the SQLite database."""
-    files = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
-    present = [path for path in files if path.exists()]
-    assert database in present
-    for path in present:
-        raw = path.read_bytes()
-        for key in keys:
-            assert key.encode() not in raw, f"{key} in {path.name}"
-            assert secret_part(key).encode() not in raw, f"the secret of {key} in {path.name}"

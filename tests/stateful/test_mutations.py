@@ -87,9 +87,9 @@ MUTANTS = (
         "the list skips an item at each page boundary",
         (
             (
-                "service/sqlite_store.py",
-                "rows[request.limit - 1][-1] if more",
-                "rows[request.limit][-1] if more",
+                "service/store.py",
+                "rows[limit - 1][-1] if len(rows)",
+                "rows[limit][-1] if len(rows)",
             ),
         ),
     ),

@@ -83,3 +83,20 @@ async def _postgres_execute(url: str, sql: str) -> None:
         await db.execute(sql)
     finally:
         await db.close()
+
+
+def secret_part(key: str) -> str:
+    """What follows the second ``_`` of an API key: its random secret."""
+    return key.split("_", 2)[2]
+
+
+def assert_no_secret_in_files(database: Path, keys: list[str]) -> None:
+    """No key, nor its secret part, in the raw bytes of any file of the SQLite database."""
+    files = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
+    present = [path for path in files if path.exists()]
+    assert database in present
+    for path in present:
+        raw = path.read_bytes()
+        for key in keys:
+            assert key.encode() not in raw, f"{key} in {path.name}"
+            assert secret_part(key).encode() not in raw, f"the secret of {key} in {path.name}"
