@@ -1,1 +1,1 @@
-"""The load benchmark (DESIGN §9): ``bench/run`` and ``bench/million.py``; see bench/README.md."""
+"""The load benchmark (README, "Performance"): ``bench/run`` and ``bench/million.py``."""

@@ -27,7 +27,7 @@ from typing import TextIO
 
 from bench import report, servers, wrk
 from model.invariants import name_key
-from service.handlers import encode_cursor
+from service.http.cursors import encode_cursor
 from service.ids import new_id
 
 TENANT = "bench"

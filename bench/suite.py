@@ -1,4 +1,4 @@
-"""The benchmark of DESIGN §9: the service against a bare aiohttp echo app, one run.
+"""The benchmark of the README's "Performance" section: the service against an echo app.
 
 Started by ``bench/run``. Every server (the echo app, the service on SQLite, the service
 on PostgreSQL with two workers) runs at once, pinned to core 1, and is idle except while

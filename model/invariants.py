@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 QTY_MAX = 2**53 - 1
 """The largest quantity: 2^53 - 1, exact in every JSON client."""
@@ -20,7 +20,35 @@ QTY_MAX = 2**53 - 1
 NAME_MAX = 200
 """The longest name (and adjustment reason) in code points, both as sent and normalized."""
 
+TENANT_MAX = 100
+"""The longest tenant name, in code points."""
+
+Role = Literal["reader", "writer", "admin"]
+ROLES: tuple[Role, ...] = ("reader", "writer", "admin")
+"""Every role, each including the ones before it: reader < writer < admin."""
+
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
+
+
+class NewItem(TypedDict):
+    """A create body, normalized."""
+
+    name: str
+    qty: int
+
+
+class ItemChanges(TypedDict, total=False):
+    """An update body, normalized: the fields to change (at least one)."""
+
+    name: str
+    qty: int
+
+
+class Adjustment(TypedDict):
+    """An adjustment body, normalized."""
+
+    delta: int
+    reason: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -59,17 +87,17 @@ def is_json_integer(value: object) -> bool:
     return type(value) is int
 
 
-def check_create(body: Mapping[str, Any]) -> dict[str, Any]:
+def check_create(body: Mapping[str, Any]) -> NewItem:
     """Validate a create body; returns ``{"name", "qty"}`` normalized."""
     errors: list[FieldError] = []
     out: dict[str, Any] = {}
     _require(body, ("name", "qty"), errors)
     _collect(body, out, errors)
     _reject_unknown(body, {"name", "qty"}, errors)
-    return _finish(out, errors)
+    return cast(NewItem, _finish(out, errors))
 
 
-def check_update(body: Mapping[str, Any]) -> dict[str, Any]:
+def check_update(body: Mapping[str, Any]) -> ItemChanges:
     """Validate a partial update; returns the present fields normalized."""
     errors: list[FieldError] = []
     out: dict[str, Any] = {}
@@ -77,10 +105,10 @@ def check_update(body: Mapping[str, Any]) -> dict[str, Any]:
         errors.append(FieldError("", "at least one of name, qty is required"))
     _collect(body, out, errors)
     _reject_unknown(body, {"name", "qty"}, errors)
-    return _finish(out, errors)
+    return cast(ItemChanges, _finish(out, errors))
 
 
-def check_adjustment(body: Mapping[str, Any]) -> dict[str, Any]:
+def check_adjustment(body: Mapping[str, Any]) -> Adjustment:
     """Validate an adjustment; returns ``{"delta"}`` and ``"reason"`` if given."""
     errors: list[FieldError] = []
     out: dict[str, Any] = {}
@@ -90,7 +118,31 @@ def check_adjustment(body: Mapping[str, Any]) -> dict[str, Any]:
     if "reason" in body:
         _check_text("reason", body["reason"], out, errors)
     _reject_unknown(body, {"delta", "reason"}, errors)
-    return _finish(out, errors)
+    return cast(Adjustment, _finish(out, errors))
+
+
+def tenant_problem(tenant: object) -> str | None:
+    """Why a value is not a valid tenant, or None when it is one.
+
+    A tenant is an identifier chosen by an operator: 1 to 100 code points, no control
+    character or lone surrogate, and no white space at either end (so that ``acme`` and
+    ``acme `` cannot be two tenants that look alike).
+    """
+    if not isinstance(tenant, str) or not 1 <= len(tenant) <= TENANT_MAX:
+        return f"must be a string of 1 to {TENANT_MAX} characters"
+    if has_forbidden_character(tenant):
+        return "must not contain control characters or lone surrogates"
+    if tenant != tenant.strip():
+        return "must not start or end with white space"
+    return None
+
+
+def role_includes(role: str, needed: str) -> bool:
+    """Whether ``role`` may do what ``needed`` may (reader < writer < admin).
+
+    Both must be roles (ValueError otherwise).
+    """
+    return ROLES.index(cast(Role, role)) >= ROLES.index(cast(Role, needed))
 
 
 def text_problem(text: str) -> str | None:

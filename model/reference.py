@@ -12,19 +12,19 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from model.invariants import (
     QTY_MAX,
     InvariantViolation,
+    Role,
     check_adjustment,
     check_create,
     check_update,
     name_key,
     prefix_key,
+    role_includes,
 )
-
-Role = Literal["reader", "writer", "admin"]
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,8 @@ def items_of(state: Inventory, tenant: str) -> tuple[Item, ...]:
 
 def apply(state: Inventory, command: Command) -> tuple[Inventory, Outcome]:
     """The state after ``command``, and the outcome the caller sees."""
-    if command.caller.role == "reader" and not isinstance(command, GetItem | ListItems):
+    needed = "reader" if isinstance(command, GetItem | ListItems) else "writer"
+    if not role_includes(command.caller.role, needed):
         return state, _FORBIDDEN
     if not isinstance(command, CreateItem | ListItems) and not _is_canonical_id(command.item_id):
         return state, _INVALID
@@ -187,8 +188,8 @@ _Write = TypeVar("_Write", CreateItem, UpdateItem, AdjustItem)
 def _validated(
     state: Inventory,
     command: _Write,
-    check: Callable[[Mapping[str, Any]], dict[str, Any]],
-    transition: Callable[[Inventory, _Write, dict[str, Any]], tuple[Inventory, Outcome]],
+    check: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    transition: Callable[[Inventory, _Write, Mapping[str, Any]], tuple[Inventory, Outcome]],
 ) -> tuple[Inventory, Outcome]:
     """Run ``transition`` on the checked body, or reject the body naming every bad field."""
     if not isinstance(command.body, dict):
@@ -203,7 +204,7 @@ def _validated(
 
 
 def _create(
-    state: Inventory, command: CreateItem, fields: dict[str, Any]
+    state: Inventory, command: CreateItem, fields: Mapping[str, Any]
 ) -> tuple[Inventory, Outcome]:
     if _name_taken(state, command.caller.tenant, fields["name"], except_id=None):
         return state, _rejected(409, "name-taken")
@@ -212,7 +213,7 @@ def _create(
 
 
 def _update(
-    state: Inventory, command: UpdateItem, fields: dict[str, Any]
+    state: Inventory, command: UpdateItem, fields: Mapping[str, Any]
 ) -> tuple[Inventory, Outcome]:
     item = _find(state, command.caller, command.item_id)
     if item is None:
@@ -226,7 +227,7 @@ def _update(
 
 
 def _adjust(
-    state: Inventory, command: AdjustItem, fields: dict[str, Any]
+    state: Inventory, command: AdjustItem, fields: Mapping[str, Any]
 ) -> tuple[Inventory, Outcome]:
     item = _find(state, command.caller, command.item_id)
     if item is None:

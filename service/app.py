@@ -1,4 +1,4 @@
-"""The aiohttp application: contract + handlers + store, wired together.
+"""The composition root: the contract, its handlers and a store, wired into one aiohttp app.
 
 ``create_app`` loads openapi.yaml, binds every operation to its handler (failing on any
 mismatch) and opens the store on startup; the store is closed, after in-flight requests
@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from service.handlers import HANDLERS
-from service.requests import MAX_BODY_BYTES, STORE
-from service.routing import bind, problem_middleware
-from service.spec import load_document, load_operations
+from service.http.handlers import HANDLERS
+from service.http.middleware import problem_middleware
+from service.http.routing import STORE, bind
+from service.http.spec import load_document, load_operations
+from service.http.validation import MAX_BODY_BYTES
 from service.store import open_store
 
 

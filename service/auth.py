@@ -14,8 +14,9 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from model.invariants import ROLES, FieldError, InvariantViolation, role_includes, tenant_problem
 from service.problems import Forbidden, Unauthorized
-from service.store import ROLES, ApiKey, Store, utc_now
+from service.store import ApiKey, Store, utc_now
 
 _KEY_FORMAT = re.compile(r"inv_([0-9a-f]{16})_[A-Za-z0-9_-]{43}")
 _BEARER = re.compile(r"bearer +(\S+) *", re.IGNORECASE)
@@ -31,7 +32,7 @@ class Caller:
 
     def may(self, role: str) -> bool:
         """Whether this caller's role includes ``role`` (reader < writer < admin)."""
-        return ROLES.index(self.role) >= ROLES.index(role)
+        return role_includes(self.role, role)
 
 
 def hash_key(key: str) -> bytes:
@@ -40,9 +41,13 @@ def hash_key(key: str) -> bytes:
 
 
 def new_key(tenant: str, role: str) -> tuple[ApiKey, str]:
-    """A fresh key record and its secret (to be shown once)."""
+    """A fresh key record and its secret (to be shown once); InvariantViolation for a bad
+    tenant or role."""
+    errors = [FieldError("tenant", problem)] if (problem := tenant_problem(tenant)) else []
     if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        errors.append(FieldError("role", f"must be one of {', '.join(ROLES)}"))
+    if errors:
+        raise InvariantViolation(errors)
     key_id = secrets.token_hex(8)
     key = f"inv_{key_id}_{secrets.token_urlsafe(32)}"
     return ApiKey(key_id, tenant, role, hash_key(key), utc_now(), None), key
@@ -70,4 +75,4 @@ async def authenticate(store: Store, authorization: list[str]) -> Caller:
 def authorize(caller: Caller, role: str) -> None:
     """Raise Forbidden unless ``caller`` has at least ``role``."""
     if not caller.may(role):
-        raise Forbidden(f"a {caller.role} key may not do this; it needs a {role} key")
+        raise Forbidden(f"a {caller.role} key may not do this; it needs a key of role {role}")

@@ -16,13 +16,15 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from model.invariants import ROLES, InvariantViolation
 from service.app import create_app
 from service.auth import new_key
-from service.store import ROLES, Store, is_postgres, open_store
+from service.store import Store, is_postgres, open_store
 from service.transfer import export_jsonl, parse_export
 
 DEFAULT_DATABASE = "sqlite:///inventory.db"
@@ -58,6 +60,18 @@ def _parser() -> argparse.ArgumentParser:
         help="sqlite:///relative.db, sqlite:////abs/path.db, a file path, or postgresql://... "
         "(env INVENTORY_DATABASE_URL; default %(default)s)",
     )
+    _add_serve(commands, database)
+    migrate = commands.add_parser("migrate", parents=[database], help="bring the schema up to date")
+    migrate.set_defaults(run=_migrate)
+    _add_keys(commands, database)
+    export = commands.add_parser("export", parents=[database], help="write the state as JSON Lines")
+    export.set_defaults(run=_export)
+    load = commands.add_parser("import", parents=[database], help="load an export (empty db only)")
+    load.set_defaults(run=_import)
+    return parser
+
+
+def _add_serve(commands: Any, database: argparse.ArgumentParser) -> None:
     serve = commands.add_parser("serve", parents=[database], help="run the HTTP service")
     serve.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="env INVENTORY_HOST")
     serve.add_argument(
@@ -67,8 +81,9 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=int(_env("WORKERS", "1")), help="env INVENTORY_WORKERS"
     )
     serve.set_defaults(run=_serve)
-    migrate = commands.add_parser("migrate", parents=[database], help="bring the schema up to date")
-    migrate.set_defaults(run=_migrate)
+
+
+def _add_keys(commands: Any, database: argparse.ArgumentParser) -> None:
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -81,14 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", parents=[database], help="revoke a key, by id or whole key")
     revoke.add_argument("key", metavar="KEY_OR_ID")
     revoke.set_defaults(run=_keys_revoke)
-    export = commands.add_parser("export", parents=[database], help="write the state as JSON Lines")
-    export.set_defaults(run=_export)
-    load = commands.add_parser("import", parents=[database], help="load an export (empty db only)")
-    load.set_defaults(run=_import)
-    return parser
 
 
 def _serve(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    asyncio.run(_bootstrap(settings))
+    if settings.workers == 1:
+        _run_worker(settings)
+    else:
+        _run_workers(settings)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings ``args`` give, or exit with one line naming every bad one."""
     try:
         settings = Settings(
             host=args.host, port=args.port, database=args.database, workers=args.workers
@@ -98,10 +118,11 @@ def _serve(args: argparse.Namespace) -> None:
         sys.exit(f"inventory: {problems}")
     if settings.workers > 1 and not is_postgres(settings.database):
         sys.exit("inventory: --workers > 1 needs PostgreSQL; one process owns a SQLite file")
-    asyncio.run(_bootstrap(settings))
-    if settings.workers == 1:
-        _run_worker(settings)
-        return
+    return settings
+
+
+def _run_workers(settings: Settings) -> None:
+    """``settings.workers`` service processes; stopped together on SIGINT or SIGTERM."""
     workers = [
         multiprocessing.get_context("spawn").Process(target=_run_worker, args=(settings,))
         for _ in range(settings.workers)
@@ -161,8 +182,12 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 def _keys_create(args: argparse.Namespace) -> None:
-    async def create(store: Store) -> None:
+    try:
         key, secret = new_key(args.tenant, args.role)
+    except InvariantViolation as violation:
+        sys.exit(f"inventory: --{violation.errors[0].field} {violation.errors[0].message}")
+
+    async def create(store: Store) -> None:
         await store.add_key(key)
         print(secret)
 

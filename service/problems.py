@@ -1,48 +1,32 @@
 """Every error the service answers with, as one small exception class each.
 
-Anything below the transport raises one of these; ``problem_response`` is the single
-place that turns them into RFC 9457 ``application/problem+json`` responses. The ``kind``
-of each class is its stable ``type`` (listed in openapi.yaml).
+Any layer may raise these: storage raises ``NotFound`` or ``NameTaken``, validation
+``ValidationFailed``, authentication ``Unauthorized``. They know nothing of HTTP; the HTTP
+layer alone maps each kind to its status and headers (``service.http.responses``). The
+``kind`` of each class is its stable problem ``type`` suffix, listed in openapi.yaml.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-from aiohttp import web
-
-from model.invariants import FieldError
-
-PROBLEM_TYPE_PREFIX = "urn:inventory:problem:"
+from model.invariants import QTY_MAX, FieldError
 
 
 class Problem(Exception):
-    """Base of every answerable error: an HTTP status, a stable kind and a title."""
+    """Base of every answerable error: a stable kind, a title and a detail for people."""
 
-    status = 500
     kind = "internal-error"
     title = "Internal server error"
 
-    def __init__(self, detail: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.headers = dict(headers or {})
-
-    def body(self) -> dict[str, object]:
-        """The problem document."""
-        return {
-            "type": PROBLEM_TYPE_PREFIX + self.kind,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
 
 
 class ValidationFailed(Problem):
     """The request breaks the contract; ``errors`` names every offending field."""
 
-    status = 400
     kind = "validation-error"
     title = "Invalid request"
 
@@ -50,28 +34,17 @@ class ValidationFailed(Problem):
         super().__init__(detail)
         self.errors = list(errors)
 
-    def body(self) -> dict[str, object]:
-        return {
-            **super().body(),
-            "errors": [{"field": e.field, "message": e.message} for e in self.errors],
-        }
-
 
 class Unauthorized(Problem):
     """No valid API key: missing, malformed, unknown or revoked."""
 
-    status = 401
     kind = "unauthorized"
     title = "Unauthorized"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, {"WWW-Authenticate": 'Bearer realm="inventory"'})
 
 
 class Forbidden(Problem):
     """The key is valid, but its role may not perform this operation."""
 
-    status = 403
     kind = "forbidden"
     title = "Forbidden"
 
@@ -79,50 +52,65 @@ class Forbidden(Problem):
 class NotFound(Problem):
     """No such resource (for the caller's tenant), or no such path."""
 
-    status = 404
     kind = "not-found"
     title = "Not found"
 
+    @classmethod
+    def item(cls, item_id: str) -> NotFound:
+        """The caller's tenant has no item ``item_id``."""
+        return cls(f"no item {item_id}")
+
 
 class MethodNotAllowed(Problem):
-    """The path exists, the method does not; ``Allow`` lists the ones that do."""
+    """The path exists, the method does not; ``allowed`` lists the methods that do."""
 
-    status = 405
     kind = "method-not-allowed"
     title = "Method not allowed"
 
     def __init__(self, detail: str, allowed: Iterable[str]) -> None:
-        super().__init__(detail, {"Allow": ", ".join(sorted(allowed))})
+        super().__init__(detail)
+        self.allowed = sorted(allowed)
 
 
 class NameTaken(Problem):
     """Another item of the tenant already has this name (ignoring case)."""
 
-    status = 409
     kind = "name-taken"
     title = "Name already taken"
+
+    @classmethod
+    def by(cls, name: str) -> NameTaken:
+        """An item of the tenant is already called ``name``, ignoring case."""
+        return cls(f"an item named {name!r} (ignoring case) already exists")
 
 
 class QuantityOutOfRange(Problem):
     """The adjustment would take the quantity below 0 or above QTY_MAX."""
 
-    status = 409
     kind = "quantity-out-of-range"
     title = "Quantity out of range"
+
+    @classmethod
+    def after(cls, qty: int, delta: int) -> QuantityOutOfRange:
+        """Adding ``delta`` to ``qty`` would leave the range."""
+        return cls(f"qty {qty} + delta {delta} is outside [0, {QTY_MAX}]; nothing changed")
 
 
 class PreconditionFailed(Problem):
     """``If-Match`` does not match the item's current ETag."""
 
-    status = 412
     kind = "precondition-failed"
     title = "Precondition failed"
+
+    @classmethod
+    def at(cls, version: int) -> PreconditionFailed:
+        """The item is at ``version``, which the condition does not accept."""
+        return cls(f'the item is at ETag "{version}"')
 
 
 class PayloadTooLarge(Problem):
     """The request body is over the size limit."""
 
-    status = 413
     kind = "payload-too-large"
     title = "Payload too large"
 
@@ -130,24 +118,5 @@ class PayloadTooLarge(Problem):
 class UnsupportedMediaType(Problem):
     """The request body is not declared as UTF-8 ``application/json``."""
 
-    status = 415
     kind = "unsupported-media-type"
     title = "Unsupported media type"
-
-
-def problem_response(problem: Problem) -> web.Response:
-    """The problem+json response for ``problem``."""
-    return web.Response(
-        status=problem.status,
-        body=_json_bytes(problem.body()),
-        content_type="application/problem+json",
-        headers=problem.headers,
-    )
-
-
-def _json_bytes(document: dict[str, object]) -> bytes:
-    """UTF-8 JSON; all-ASCII escapes when the document quotes a lone surrogate it was sent."""
-    try:
-        return json.dumps(document, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return json.dumps(document).encode()

@@ -21,8 +21,15 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TextIO
 
-from model.invariants import name_key, normalize_text, qty_problem, text_problem
-from service.store import ROLES, ApiKey, Item, Store
+from model.invariants import (
+    ROLES,
+    name_key,
+    normalize_text,
+    qty_problem,
+    tenant_problem,
+    text_problem,
+)
+from service.store import ApiKey, Item, Store
 
 HEADER = {"type": "inventory-export", "version": 1}
 _PAGE = 1000
@@ -145,9 +152,9 @@ def _exact_fields(record: dict[str, Any], fields: set[str]) -> None:
 
 
 def _tenant(value: Any) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 100:
-        raise ValueError("tenant must be a string of 1 to 100 characters")
-    return value
+    if problem := tenant_problem(value):
+        raise ValueError(f"tenant {problem}")
+    return str(value)
 
 
 def _timestamp(value: Any) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from service.spec import load_document, load_operations
+from service.http.spec import load_document, load_operations
 from tests.support import db
 from tests.support.contract import ContractClient, check_response
 from tests.support.db import assert_no_secret_in_files, secret_part

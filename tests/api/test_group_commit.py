@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service import sqlite_store
+from service.store import sqlite as sqlite_store
 from tests.support import db
 from tests.support.contract import check_exchange
 from tests.support.db import Database

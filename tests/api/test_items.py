@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from model.invariants import QTY_MAX
-from service.spec import SPEC_PATH
+from service.http.spec import SPEC_PATH
 from tests.support import db
 from tests.support.contract import ContractClient
 from tests.support.db import Database

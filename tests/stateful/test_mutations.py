@@ -29,18 +29,20 @@ class Mutant:
     edits: tuple[tuple[str, str, str], ...]
 
 
+SQLITE = "service/store/sqlite.py"
+SHARED = "service/store/shared.py"
 MUTANTS = (
     Mutant(
         "adjust lets qty go below 0",
         (
-            ("service/sqlite_store.py", "qty + ? BETWEEN 0 AND ?", "qty + ? BETWEEN -? AND ?"),
+            (SQLITE, "qty + ? BETWEEN 0 AND ?", "qty + ? BETWEEN -? AND ?"),
             (
-                "service/sqlite_store.py",
+                SQLITE,
                 "(delta, utc_now(), item_id, tenant, delta, QTY_MAX)",
                 "(delta, utc_now(), item_id, tenant, delta, QTY_MAX, QTY_MAX)",
             ),
             (
-                "service/migrations/sqlite/0001_items_and_keys.sql",
+                "service/store/migrations/sqlite/0001_items_and_keys.sql",
                 "CHECK (qty BETWEEN 0 AND 9007199254740991)",
                 "",
             ),
@@ -48,20 +50,25 @@ MUTANTS = (
     ),
     Mutant(
         "the duplicate check is case-sensitive",
-        (("service/sqlite_store.py", "    key = name_key(name)\n", "    key = name\n"),),
+        (
+            (
+                SQLITE,
+                "(item_id, tenant, name, name_key(name), qty, now, now)",
+                "(item_id, tenant, name, name, qty, now, now)",
+            ),
+        ),
     ),
     Mutant(
         "names are stored as sent, not normalized",
-        (("service/requests.py", "body = check(body)", "check(body)"),),
+        (("service/http/validation.py", "body = check.check(body)", "check.check(body)"),),
     ),
     Mutant(
         "deleting a missing item answers 404",
         (
             (
-                "service/handlers.py",
-                "    await call.store.delete_item(",
-                "    await call.store.get_item(_caller(call).tenant, call.params['path.item_id'])\n"
-                "    await call.store.delete_item(",
+                "service/http/handlers.py",
+                "    await store.delete_item(",
+                "    await store.get_item(caller.tenant, item_id)\n    await store.delete_item(",
             ),
         ),
     ),
@@ -69,15 +76,15 @@ MUTANTS = (
         "a rejected PATCH still bumps the version",
         (
             (
-                "service/sqlite_store.py",
-                '    name = changes.get("name", current.name)\n',
+                SQLITE,
+                "    name, key, qty = updated_values(current, changes)\n",
                 '    db.execute("UPDATE items SET version = version + 1"'
                 '               " WHERE id = ?", (item_id,))\n'
-                '    name = changes.get("name", current.name)\n',
+                "    name, key, qty = updated_values(current, changes)\n",
             ),
-            ("service/sqlite_store.py", 'db.execute("ROLLBACK TO request")', "pass"),
+            (SQLITE, 'db.execute("ROLLBACK TO request")', "pass"),
             (
-                "service/sqlite_store.py",
+                SQLITE,
                 "WHERE id = ? AND version = ? RETURNING",
                 "WHERE id = ? AND version = ? + 1 RETURNING",
             ),
@@ -85,19 +92,13 @@ MUTANTS = (
     ),
     Mutant(
         "the list skips an item at each page boundary",
-        (
-            (
-                "service/store.py",
-                "rows[limit - 1][-1] if len(rows)",
-                "rows[limit][-1] if len(rows)",
-            ),
-        ),
+        ((SHARED, "rows[limit - 1][-1] if len(rows)", "rows[limit][-1] if len(rows)"),),
     ),
     Mutant(
         "If-Match is ignored",
         (
             (
-                "service/sqlite_store.py",
+                SHARED,
                 "if expected_versions is not None and current.version",
                 "if False and current.version",
             ),
@@ -107,9 +108,9 @@ MUTANTS = (
         "another tenant's item can be read and changed",
         (
             (
-                "service/sqlite_store.py",
-                "SELECT {_ITEM_COLUMNS} FROM items WHERE id = ? AND tenant = ?",
-                "SELECT {_ITEM_COLUMNS} FROM items WHERE id = ? AND ? != ''",
+                SQLITE,
+                'FROM items WHERE id = ? AND tenant = ?"',
+                "FROM items WHERE id = ? AND ? != ''\"",
             ),
         ),
     ),

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema_rs
 import requests
 
-from service.spec import HTTP_METHODS, inline_refs, load_document
+from service.http.spec import HTTP_METHODS, inline_refs, load_document
 
 _DOCUMENT = inline_refs(load_document())
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from service.app import create_app
 from service.auth import new_key
-from service.requests import STORE
+from service.http.routing import STORE
 from service.store import Store
 from tests.support.db import Database, url_of
 

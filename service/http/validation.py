@@ -1,75 +1,126 @@
-"""Turning an HTTP request into validated input, or a precise 4xx.
+"""Turning an HTTP request into a handler's typed arguments, or one precise 4xx.
 
-``read_call`` applies the contract's checks in their documented order: media type (415),
-size (413), then parameters and body against the operation's compiled schemas and the
-body against ``model.invariants`` (400, every error at once). JSON is decoded strictly:
-no NaN or Infinity, no duplicate keys, UTF-8 only.
+This is the one source of 400s. ``read_arguments`` applies the contract's checks in their
+documented order: media type (415), size (413), then, all at once so that one answer names
+every offending field (400): the parameters against the operation's compiled schema and
+their decoders (a cursor we issued, an entity-tag list), the body against its schema and
+its ``model.invariants`` check. JSON is decoded strictly: no NaN or Infinity, no duplicate
+keys, UTF-8 only.
+
+What a handler receives is declared by its signature (``Arguments.of``): ``store``,
+``caller``, ``body`` (``Annotated[NewItem, Check(check_create)]`` names the invariant check
+that normalizes it) and one argument per parameter of its operation, named like the
+parameter (``item_id``, ``if_match``), ``Annotated`` with a ``Decode`` where the raw value
+needs one. A handler and its operation that do not correspond stop the service at startup.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import jsonschema_rs
 from aiohttp import web
 
-from model.invariants import (
-    FieldError,
-    InvariantViolation,
-    check_adjustment,
-    check_create,
-    check_update,
-    pointer,
-)
-from service.auth import Caller
+from model.invariants import FieldError, InvariantViolation, pointer
+from service.http.spec import Operation, Parameter, SpecMismatch, Validator
 from service.problems import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from service.spec import Operation, Parameter, Validator
-from service.store import Store
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_DEPTH = 32
 """A JSON value nested deeper is refused (400) before validation: no valid body nests past 2,
 and the schema validator gives up at about 256 levels with an error, not an answer."""
 TOO_DEEP = f"is nested more than {MAX_DEPTH} levels deep"
-STORE = web.AppKey("store", Store)
-BODY_CHECKS = {
-    "createItem": check_create,
-    "updateItem": check_update,
-    "adjustItem": check_adjustment,
-}
-"""The invariant check that normalizes each operation's body (``model.invariants``)."""
+CONTEXT_ARGUMENTS = frozenset({"store", "caller"})
+"""Arguments the router supplies, not the request."""
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A request that passed every contract check: what a handler gets.
+@dataclass(frozen=True)
+class Decode:
+    """How a schema-valid parameter becomes the handler's value; ValueError(why) rejects it."""
 
-    ``body`` is normalized by the operation's invariant check where it has one.
-    """
-
-    store: Store
-    caller: Caller | None
-    params: dict[str, Any]
-    body: Any
+    decode: Callable[[Any], Any]
 
 
-async def read_call(request: web.Request, op: Operation, caller: Caller | None) -> Call:
-    """The validated ``Call`` for ``request``, or a ``Problem``."""
+@dataclass(frozen=True)
+class Check:
+    """The ``model.invariants`` check that validates and normalizes a body."""
+
+    check: Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """What one handler takes, resolved against its operation once, at startup."""
+
+    operation: Operation
+    parameters: tuple[tuple[Parameter, Decode | None], ...]
+    body: Check | None
+    context: frozenset[str]
+
+    @classmethod
+    def of(cls, operation: Operation, handler: Callable[..., Any]) -> Arguments:
+        """The arguments of ``handler``; SpecMismatch unless they fit ``operation``."""
+        hints = get_type_hints(handler, include_extras=True)
+        hints.pop("return", None)
+        by_name = {p.argument: p for p in operation.parameters}
+        _require_same(operation, set(hints) - CONTEXT_ARGUMENTS - {"body"}, set(by_name))
+        if ("body" in hints) != (operation.body_validator is not None):
+            raise SpecMismatch(f"{operation.operation_id}: handler and contract disagree on a body")
+        parameters = tuple((by_name[n], _metadata(hints[n], Decode)) for n in by_name)
+        body = _metadata(hints["body"], Check) if "body" in hints else None
+        return cls(operation, parameters, body, frozenset(hints) & CONTEXT_ARGUMENTS)
+
+
+def _require_same(operation: Operation, taken: set[str], declared: set[str]) -> None:
+    if taken != declared:
+        raise SpecMismatch(
+            f"{operation.operation_id}: handler takes {sorted(taken)}, contract has"
+            f" {sorted(declared)}"
+        )
+
+
+def _metadata(hint: Any, kind: type[Any]) -> Any:
+    """The ``kind`` annotation inside ``Annotated[...]``, if any."""
+    if get_origin(hint) is not Annotated:
+        return None
+    return next((extra for extra in get_args(hint)[1:] if isinstance(extra, kind)), None)
+
+
+async def read_arguments(request: web.Request, arguments: Arguments) -> dict[str, Any]:
+    """The handler's request-borne arguments, validated and decoded, or a ``Problem``."""
+    op = arguments.operation
     body = await _read_body(request) if op.body_validator is not None else None
-    params = _read_parameters(request, op.parameters)
-    errors = _schema_errors(op.parameters_validator, params, _parameter_field)
+    raw = _read_parameters(request, op.parameters)
+    errors = _schema_errors(op.parameters_validator, raw, _parameter_field)
+    values = _decode_parameters(arguments, raw, {e.field for e in errors}, errors)
     if op.body_validator is not None:
-        body_errors, body = _check_body(op, body)
+        body_errors, values["body"] = _check_body(op, arguments.body, body)
         errors += body_errors
     if errors:
         raise ValidationFailed("the request does not match the contract", errors)
-    return Call(request.app[STORE], caller, params, body)
+    return values
 
 
-def _check_body(op: Operation, body: Any) -> tuple[list[FieldError], Any]:
+def _decode_parameters(
+    arguments: Arguments, raw: dict[str, Any], invalid: set[str], errors: list[FieldError]
+) -> dict[str, Any]:
+    """Each parameter's value (its schema default when absent), decoded where it has a decoder."""
+    values = {}
+    for parameter, decoder in arguments.parameters:
+        value = raw.get(parameter.key, parameter.schema.get("default"))
+        if decoder is not None and value is not None and parameter.key not in invalid:
+            try:
+                value = decoder.decode(value)
+            except ValueError as why:
+                errors.append(FieldError(parameter.key, str(why)))
+        values[parameter.argument] = value
+    return values
+
+
+def _check_body(op: Operation, check: Check | None, body: Any) -> tuple[list[FieldError], Any]:
     """Schema errors merged with invariant errors (theirs win per field), and the fields.
 
     Running both lets one answer name every offending field: the schema knows shapes,
@@ -77,10 +128,9 @@ def _check_body(op: Operation, body: Any) -> tuple[list[FieldError], Any]:
     """
     body, too_deep = _without_deep_values(body)
     errors = {e.field: e for e in _schema_errors(op.body_validator, body, _body_field)}
-    check = BODY_CHECKS.get(op.operation_id)
     if check is not None and isinstance(body, dict):
         try:
-            body = check(body)
+            body = check.check(body)
         except InvariantViolation as violation:
             errors.update({e.field: e for e in violation.errors})
     errors.update({e.field: e for e in too_deep})
@@ -119,24 +169,24 @@ def decode_json(raw: bytes) -> Any:
 def _without_deep_values(body: Any) -> tuple[Any, list[FieldError]]:
     """``body`` with every member nested deeper than MAX_DEPTH set to null; an error for each."""
     if isinstance(body, dict):
-        deep = [name for name, value in body.items() if _depth(value) > MAX_DEPTH]
+        deep = [name for name, value in body.items() if depth(value) > MAX_DEPTH]
         errors = [FieldError(pointer(name), TOO_DEEP) for name in deep]
         return {**body, **dict.fromkeys(deep)}, errors
-    if _depth(body) > MAX_DEPTH:
+    if depth(body) > MAX_DEPTH:
         return None, [FieldError("", TOO_DEEP)]
     return body, []
 
 
-def _depth(value: Any) -> int:
+def depth(value: Any) -> int:
     """How many arrays and objects deep ``value`` nests (0 for a scalar)."""
     deepest, stack = 0, [(value, 1)]
     while stack:
-        node, depth = stack.pop()
+        node, level = stack.pop()
         if isinstance(node, dict):
             node = list(node.values())
         if isinstance(node, list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in node)
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in node)
     return deepest
 
 
@@ -168,11 +218,11 @@ def _read_parameters(request: web.Request, parameters: tuple[Parameter, ...]) ->
         if len(repeated) > 1:
             params[p.key] = repeated  # a list: the schema rejects it
         elif raw is not None:
-            params[p.key] = _integer(raw) if p.is_integer else raw
+            params[p.key] = as_integer(raw) if p.is_integer else raw
     return params
 
 
-def _integer(raw: str) -> int | str:
+def as_integer(raw: str) -> int | str:
     """``raw`` as an int when it is a plain decimal integer; else as is (the schema rejects it)."""
     digits = raw.removeprefix("-")
     return int(raw) if digits.isascii() and digits.isdigit() and len(digits) <= 20 else raw

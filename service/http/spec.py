@@ -2,7 +2,7 @@
 
 ``load_operations`` reads the document once at startup, inlines its ``$ref``s and compiles,
 per operation, one JSON Schema validator for the parameters and one for the body. The
-router (``service.routing``) binds each operation to its handler by ``operationId``.
+router (``service.http.routing``) binds each operation to its handler by ``operationId``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ from typing import Any
 import jsonschema_rs
 import yaml
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 Validator = Any  # jsonschema_rs validators have no type stubs
+
+
+class SpecMismatch(RuntimeError):
+    """The handlers and the contract's operations do not correspond one to one."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,11 @@ class Parameter:
     def key(self) -> str:
         """Its name among the validated parameters: ``path.item_id``, ``header.if-match``."""
         return f"{self.location}.{self.name.lower()}"
+
+    @property
+    def argument(self) -> str:
+        """The name a handler takes it by: ``item_id``, ``if_match``."""
+        return self.name.lower().replace("-", "_")
 
     @property
     def is_integer(self) -> bool:

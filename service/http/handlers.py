@@ -1,0 +1,143 @@
+"""One handler per operationId: parse -> call the store -> serialize.
+
+By the time a handler runs, the request has passed authentication, the contract's schemas
+and the invariants of ``model.invariants`` (``service.http.validation``); each argument is
+typed and normalized. What remains is exactly one store call, one atomic transition. A
+handler's signature says what it takes: ``store``, ``caller``, ``body`` and the
+operation's parameters by name. Adding an operation means: the spec, one handler here,
+one store method per backend, and the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Annotated
+
+from aiohttp import web
+
+from model.invariants import (
+    Adjustment,
+    ItemChanges,
+    NewItem,
+    check_adjustment,
+    check_create,
+    check_update,
+    has_forbidden_character,
+    prefix_key,
+)
+from service.auth import Caller, new_key
+from service.http.conditions import parse_if_match
+from service.http.cursors import decode_cursor, encode_cursor
+from service.http.responses import item_response, json_response
+from service.http.routing import Handler
+from service.http.spec import SPEC_PATH
+from service.http.validation import Check, Decode
+from service.store import PageRequest, Store
+
+log = logging.getLogger("inventory")
+HANDLERS: dict[str, Handler] = {}
+"""Every handler, by the operationId it serves (filled in by ``serves``)."""
+_SPEC_BYTES = SPEC_PATH.read_bytes()  # the contract as served, read once
+
+Cursor = Annotated[str | None, Decode(decode_cursor)]
+NamePrefix = Annotated[str | None, Decode(prefix_key)]
+IfMatch = Annotated[frozenset[int] | None, Decode(parse_if_match)]
+
+
+def serves(operation_id: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``operation_id``."""
+
+    def register(handler: Handler) -> Handler:
+        HANDLERS[operation_id] = handler
+        return handler
+
+    return register
+
+
+@serves("createItem")
+async def create_item(
+    store: Store, caller: Caller, body: Annotated[NewItem, Check(check_create)]
+) -> web.Response:
+    item = await store.create_item(caller.tenant, body)
+    return item_response(item, status=201, headers={"Location": f"/items/{item.id}"})
+
+
+@serves("getItem")
+async def get_item(store: Store, caller: Caller, item_id: str) -> web.Response:
+    return item_response(await store.get_item(caller.tenant, item_id))
+
+
+@serves("listItems")
+async def list_items(
+    store: Store, caller: Caller, limit: int, cursor: Cursor, name_prefix: NamePrefix
+) -> web.Response:
+    if name_prefix is not None and has_forbidden_character(name_prefix):
+        # No name holds one, so no name starts with this prefix (and PostgreSQL cannot
+        # even compare text with a NUL in it).
+        return json_response({"items": [], "next_cursor": None})
+    request = PageRequest(limit=limit, after_key=cursor, prefix_key=name_prefix or None)
+    page = await store.list_items(caller.tenant, request)
+    next_cursor = encode_cursor(page.last_key) if page.last_key is not None else None
+    return json_response({"items": [i.as_json() for i in page.items], "next_cursor": next_cursor})
+
+
+@serves("updateItem")
+async def update_item(
+    store: Store,
+    caller: Caller,
+    item_id: str,
+    if_match: IfMatch,
+    body: Annotated[ItemChanges, Check(check_update)],
+) -> web.Response:
+    return item_response(await store.update_item(caller.tenant, item_id, body, if_match))
+
+
+@serves("deleteItem")
+async def delete_item(store: Store, caller: Caller, item_id: str) -> web.Response:
+    await store.delete_item(caller.tenant, item_id)
+    return web.Response(status=204)
+
+
+@serves("adjustItem")
+async def adjust_item(
+    store: Store, caller: Caller, item_id: str, body: Annotated[Adjustment, Check(check_adjustment)]
+) -> web.Response:
+    item = await store.adjust_item(caller.tenant, item_id, body["delta"])
+    log.info(
+        "adjusted %s by %d (%s) with key %s",
+        item_id, body["delta"], body.get("reason"), caller.key_id,
+    )  # fmt: skip
+    return item_response(item)
+
+
+@serves("createKey")
+async def create_key(store: Store, caller: Caller, body: dict[str, str]) -> web.Response:
+    key, secret = new_key(caller.tenant, body["role"])
+    await store.add_key(key)
+    return json_response(
+        {**key.as_json(), "key": secret}, status=201, headers={"Location": f"/keys/{key.id}"}
+    )
+
+
+@serves("listKeys")
+async def list_keys(store: Store, caller: Caller) -> web.Response:
+    keys = await store.list_keys(caller.tenant)
+    return json_response({"keys": [key.as_json() for key in keys]})
+
+
+@serves("revokeKey")
+async def revoke_key(store: Store, caller: Caller, key_id: str) -> web.Response:
+    await store.revoke_key(caller.tenant, key_id)
+    return web.Response(status=204)
+
+
+@serves("health")
+async def health(store: Store) -> web.Response:
+    await store.ping()
+    return json_response({"status": "ok"})
+
+
+@serves("spec")
+async def spec() -> web.Response:
+    return web.Response(body=_SPEC_BYTES, content_type="application/yaml")

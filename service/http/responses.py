@@ -1,0 +1,104 @@
+"""Building responses: JSON bodies, items with their ETag, and problems with their status.
+
+``problem_response`` is the one place that maps each error kind of ``service.problems`` to
+an HTTP status and headers, as an RFC 9457 ``application/problem+json`` document.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from service.http.conditions import etag
+from service.problems import (
+    Forbidden,
+    MethodNotAllowed,
+    NameTaken,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    Problem,
+    QuantityOutOfRange,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from service.store import Item
+
+PROBLEM_TYPE_PREFIX = "urn:inventory:problem:"
+STATUS: Mapping[type[Problem], int] = {
+    ValidationFailed: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    MethodNotAllowed: 405,
+    NameTaken: 409,
+    QuantityOutOfRange: 409,
+    PreconditionFailed: 412,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+}
+"""The status of each kind of problem; any other (``Problem`` itself) is a 500."""
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """``body`` as UTF-8 JSON."""
+    return web.Response(
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def item_response(
+    item: Item, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The item, with its ETag."""
+    return json_response(
+        item.as_json(), status=status, headers={**(headers or {}), "ETag": etag(item)}
+    )
+
+
+def problem_response(problem: Problem) -> web.Response:
+    """The problem+json response for ``problem``."""
+    status = STATUS.get(type(problem), 500)
+    return web.Response(
+        status=status,
+        body=_json_bytes(_problem_document(problem, status)),
+        content_type="application/problem+json",
+        headers=_problem_headers(problem),
+    )
+
+
+def _problem_document(problem: Problem, status: int) -> dict[str, object]:
+    document: dict[str, object] = {
+        "type": PROBLEM_TYPE_PREFIX + problem.kind,
+        "title": problem.title,
+        "status": status,
+        "detail": problem.detail,
+    }
+    if isinstance(problem, ValidationFailed):
+        document["errors"] = [{"field": e.field, "message": e.message} for e in problem.errors]
+    return document
+
+
+def _problem_headers(problem: Problem) -> dict[str, str]:
+    if isinstance(problem, Unauthorized):
+        return {"WWW-Authenticate": 'Bearer realm="inventory"'}
+    if isinstance(problem, MethodNotAllowed):
+        return {"Allow": ", ".join(problem.allowed)}
+    return {}
+
+
+def _json_bytes(document: dict[str, object]) -> bytes:
+    """UTF-8 JSON; all-ASCII escapes when the document quotes a lone surrogate it was sent."""
+    try:
+        return json.dumps(document, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(document).encode()

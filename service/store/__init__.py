@@ -1,0 +1,27 @@
+"""Storage: the ``Store`` protocol, its records, and the two backends behind it.
+
+``open_store`` picks the backend from the database URL: ``postgresql://`` (or
+``postgres://``) is PostgreSQL, anything else a SQLite file. Storage raises the domain
+errors of ``service.problems`` and imports no web framework.
+"""
+
+from __future__ import annotations
+
+from service.store.postgres import PostgresStore
+from service.store.protocol import Store
+from service.store.records import ApiKey, Item, Page, PageRequest, utc_now
+from service.store.sqlite import SqliteStore, sqlite_path
+
+__all__ = ["ApiKey", "Item", "Page", "PageRequest", "Store", "is_postgres", "open_store", "utc_now"]
+
+
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (else it is a SQLite file)."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+async def open_store(url: str) -> Store:
+    """Open (and migrate) the database that ``url`` names."""
+    if is_postgres(url):
+        return await PostgresStore.open(url)
+    return await SqliteStore.open(sqlite_path(url))

@@ -1,0 +1,349 @@
+"""The embedded backend: one SQLite file, durable writes with group commit, reads apart.
+
+Writes: every transition is a plain function ``(sqlite3.Connection, ...) -> result`` run
+on a writer thread of our own that owns the write connection (the datasette pattern).
+Writes are queued; the commit loop takes everything queued so far and applies it in one
+transaction, each write inside its own SAVEPOINT (a rejected write rolls back alone), then
+commits once (one fsync under ``synchronous=FULL``) and answers every waiter. The writer
+thread is crossed once per batch, not per statement. aiosqlite has no public way to run a
+function on its thread (only ``Connection._execute``), hence the thread of our own.
+
+Reads: a second connection through aiosqlite's public API, one statement and one thread
+hop each. Under WAL a reader sees the last commit and never waits for the writer, so a
+read is never queued behind a write batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from model.invariants import QTY_MAX, ItemChanges, NewItem, name_key
+from service.ids import new_id
+from service.problems import NameTaken, NotFound
+from service.store import shared
+from service.store.records import ApiKey, Item, Page, PageRequest, Versions, utc_now
+
+T = TypeVar("T")
+Transition = Callable[[sqlite3.Connection], Any]
+_BUSY_TIMEOUT_MS = 10_000
+_SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = ? AND tenant = ?"
+
+
+def sqlite_path(url: str) -> str:
+    """The file a database URL names: ``sqlite:///rel.db``, ``sqlite:////abs.db`` or a path."""
+    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+
+
+class SqliteStore:
+    """The ``Store`` on one SQLite file (WAL, ``synchronous=FULL``), one writer."""
+
+    def __init__(self, writer: _WriterThread, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._batcher = _GroupCommit(writer)
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteStore:
+        """Open the file (created if missing) and bring its schema up to date."""
+        writer = await _WriterThread.open(path)
+        try:
+            await writer.run(migrate)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def create_item(self, tenant: str, fields: NewItem) -> Item:
+        return await self._batcher.write(_create_item, tenant, fields, new_id())
+
+    async def get_item(self, tenant: str, item_id: str) -> Item:
+        rows = await self._fetch(_SELECT_ITEM, item_id, tenant)
+        if not rows:
+            raise NotFound.item(item_id)
+        return Item(*rows[0])
+
+    async def list_items(self, tenant: str, request: PageRequest) -> Page:
+        query, params = shared.list_query(tenant, request, lambda _: "?")
+        return shared.page_of(await self._fetch(query, *params), request.limit)
+
+    async def update_item(
+        self, tenant: str, item_id: str, changes: ItemChanges, expected: Versions
+    ) -> Item:
+        return await self._batcher.write(_update_item, tenant, item_id, changes, expected)
+
+    async def delete_item(self, tenant: str, item_id: str) -> None:
+        await self._batcher.write(_delete_item, tenant, item_id)
+
+    async def adjust_item(self, tenant: str, item_id: str, delta: int) -> Item:
+        return await self._batcher.write(_adjust_item, tenant, item_id, delta)
+
+    async def add_key(self, key: ApiKey) -> None:
+        await self._batcher.write(_add_keys, [key])
+
+    async def find_key(self, key_id: str) -> ApiKey | None:
+        rows = await self._fetch(f"SELECT {shared.KEY_COLUMNS} FROM api_keys WHERE id = ?", key_id)
+        return ApiKey(*rows[0]) if rows else None
+
+    async def list_keys(self, tenant: str | None) -> list[ApiKey]:
+        rows = await self._fetch(
+            f"SELECT {shared.KEY_COLUMNS} FROM api_keys WHERE ? IS NULL OR tenant = ?"
+            " ORDER BY created_at, id",
+            tenant, tenant,
+        )  # fmt: skip
+        return [ApiKey(*row) for row in rows]
+
+    async def revoke_key(self, tenant: str | None, key_id: str) -> bool:
+        return await self._batcher.write(_revoke_key, tenant, key_id)
+
+    async def export_items(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, Item]]:
+        tenant, item_id = after or (None, None)
+        rows = await self._fetch(
+            f"SELECT tenant, {shared.ITEM_COLUMNS} FROM items"
+            " WHERE ? IS NULL OR (tenant, id) > (?, ?) ORDER BY tenant, id LIMIT ?",
+            tenant, tenant, item_id, limit,
+        )  # fmt: skip
+        return [(row[0], Item(*row[1:])) for row in rows]
+
+    async def import_state(self, keys: Sequence[ApiKey], items: Sequence[tuple[str, Item]]) -> None:
+        await self._batcher.write(_import_state, keys, items)
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
+    async def close(self) -> None:
+        await self._batcher.close()
+        await self._reader.close()
+        await self._writer.close()
+
+    async def _fetch(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await self._reader.execute_fetchall(query, params)]
+
+
+class _WriterThread:
+    """One thread that owns the write connection; work is shipped to it as ``fn(db)``."""
+
+    def __init__(self, executor: ThreadPoolExecutor, db: sqlite3.Connection) -> None:
+        self._executor = executor
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: str) -> _WriterThread:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        try:
+            db = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, db)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(db, *args)`` on the writer thread: one thread hop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self._db, *args)
+
+    async def close(self) -> None:
+        await self.run(sqlite3.Connection.close)
+        self._executor.shutdown(wait=True)
+
+
+@dataclass
+class _Pending:
+    transition: Transition
+    done: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class _GroupCommit:
+    """Queues writes and commits whatever has queued up as one transaction, one fsync."""
+
+    def __init__(self, writer: _WriterThread) -> None:
+        self._writer = writer
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._committer = asyncio.create_task(self._commit_loop())
+
+    async def write(self, transition: Callable[..., T], *args: Any) -> T:
+        """Run ``transition(db, *args)`` in the next batch; its result or its error."""
+        if self._closing:
+            raise RuntimeError("the store is closing")
+        pending = _Pending(lambda db: transition(db, *args))
+        self._queue.append(pending)
+        self._wakeup.set()
+        result: T = await pending.done
+        return result
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        await self._committer
+
+    async def _commit_loop(self) -> None:
+        while not (self._closing and not self._queue):
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        transitions = [p.transition for p in batch]
+        try:
+            outcomes = await self._writer.run(_apply_batch, transitions)
+        except Exception as error:  # the commit itself failed: nothing of the batch holds
+            outcomes = [(False, error)] * len(batch)
+        for pending, (ok, value) in zip(batch, outcomes, strict=True):
+            if not pending.done.done():
+                (pending.done.set_result if ok else pending.done.set_exception)(value)
+
+
+def _apply_batch(db: sqlite3.Connection, transitions: list[Transition]) -> list[tuple[bool, Any]]:
+    """One transaction, each transition in its own savepoint; one commit for all."""
+    outcomes: list[tuple[bool, Any]] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for transition in transitions:
+            db.execute("SAVEPOINT request")
+            try:
+                outcomes.append((True, transition(db)))
+            except Exception as error:
+                db.execute("ROLLBACK TO request")
+                outcomes.append((False, error))
+            db.execute("RELEASE request")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply the migrations not yet applied, in order, each atomically; their names."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT"
+    )
+    applied = {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
+    pending = shared.pending_migrations("sqlite", applied)
+    for name, script in pending:
+        db.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\n"
+            f"INSERT INTO schema_migrations VALUES ('{name}', '{utc_now()}');\nCOMMIT;"
+        )
+    return [name for name, _ in pending]
+
+
+def _fetch_item(db: sqlite3.Connection, tenant: str, item_id: str) -> Item | None:
+    row = db.execute(_SELECT_ITEM, (item_id, tenant)).fetchone()
+    return Item(*row) if row else None
+
+
+def _create_item(db: sqlite3.Connection, tenant: str, fields: NewItem, item_id: str) -> Item:
+    name, qty, now = fields["name"], fields["qty"], utc_now()
+    with _unique_name(name):
+        db.execute(
+            "INSERT INTO items (id, tenant, name, name_key, qty, version, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+            (item_id, tenant, name, name_key(name), qty, now, now),
+        )
+    return Item(item_id, name, qty, 1, now, now)
+
+
+def _update_item(
+    db: sqlite3.Connection,
+    tenant: str,
+    item_id: str,
+    changes: ItemChanges,
+    expected: Versions,
+) -> Item:
+    current = shared.updatable(_fetch_item(db, tenant, item_id), item_id, expected)
+    name, key, qty = shared.updated_values(current, changes)
+    with _unique_name(name):
+        row = db.execute(
+            "UPDATE items SET name = ?, name_key = ?, qty = ?, version = version + 1,"
+            f" updated_at = ? WHERE id = ? AND version = ? RETURNING {shared.ITEM_COLUMNS}",
+            (name, key, qty, utc_now(), item_id, current.version),
+        ).fetchone()
+    return Item(*row)
+
+
+def _adjust_item(db: sqlite3.Connection, tenant: str, item_id: str, delta: int) -> Item:
+    row = db.execute(
+        "UPDATE items SET qty = qty + ?, version = version + 1, updated_at = ?"
+        " WHERE id = ? AND tenant = ? AND qty + ? BETWEEN 0 AND ?"
+        f" RETURNING {shared.ITEM_COLUMNS}",
+        (delta, utc_now(), item_id, tenant, delta, QTY_MAX),
+    ).fetchone()
+    if row is not None:
+        return Item(*row)
+    current = _fetch_item(db, tenant, item_id)
+    raise shared.adjustment_refused(item_id, current.qty if current else None, delta)
+
+
+def _delete_item(db: sqlite3.Connection, tenant: str, item_id: str) -> None:
+    db.execute("DELETE FROM items WHERE id = ? AND tenant = ?", (item_id, tenant))
+
+
+def _add_keys(db: sqlite3.Connection, keys: Sequence[ApiKey]) -> None:
+    db.executemany(
+        f"INSERT INTO api_keys ({shared.KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        shared.key_rows(keys),
+    )
+
+
+def _revoke_key(db: sqlite3.Connection, tenant: str | None, key_id: str) -> bool:
+    cursor = db.execute(
+        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND (? IS NULL OR tenant = ?)"
+        " AND revoked_at IS NULL",
+        (utc_now(), key_id, tenant, tenant),
+    )
+    return cursor.rowcount == 1
+
+
+def _import_state(
+    db: sqlite3.Connection, keys: Sequence[ApiKey], items: Sequence[tuple[str, Item]]
+) -> None:
+    if db.execute(shared.ANY_ROW).fetchone():
+        raise shared.DatabaseNotEmpty
+    _add_keys(db, keys)
+    db.executemany(
+        f"INSERT INTO items ({shared.ITEM_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        shared.item_rows(items),
+    )
+
+
+@contextmanager
+def _unique_name(name: str) -> Iterator[None]:
+    """Turn the UNIQUE (tenant, name_key) violation of the statement inside into NameTaken."""
+    try:
+        yield
+    except sqlite3.IntegrityError as error:
+        if "items.name_key" not in str(error):
+            raise
+        raise NameTaken.by(name) from None
