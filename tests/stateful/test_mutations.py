@@ -77,10 +77,10 @@ MUTANTS = (
         (
             (
                 SQLITE,
-                "    name, key, qty = updated_values(current, changes)\n",
+                "    name, key, qty = shared.updated_values(current, changes)\n",
                 '    db.execute("UPDATE items SET version = version + 1"'
                 '               " WHERE id = ?", (item_id,))\n'
-                "    name, key, qty = updated_values(current, changes)\n",
+                "    name, key, qty = shared.updated_values(current, changes)\n",
             ),
             (SQLITE, 'db.execute("ROLLBACK TO request")', "pass"),
             (
@@ -99,7 +99,7 @@ MUTANTS = (
         (
             (
                 SHARED,
-                "if expected_versions is not None and current.version",
+                "if expected is not None and current.version",
                 "if False and current.version",
             ),
         ),
@@ -109,8 +109,8 @@ MUTANTS = (
         (
             (
                 SQLITE,
-                'FROM items WHERE id = ? AND tenant = ?"',
-                "FROM items WHERE id = ? AND ? != ''\"",
+                "ITEM_COLUMNS} FROM items WHERE id = ? AND tenant = ?",
+                "ITEM_COLUMNS} FROM items WHERE id = ? AND ? != ''",
             ),
         ),
     ),
