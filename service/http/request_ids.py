@@ -1,0 +1,24 @@
+"""Request ids: every request has one, taken from ``X-Request-ID`` when well-formed, else made.
+
+A client's id is kept when it is 1 to 128 of ``[A-Za-z0-9._-]`` (so it is safe to log and to
+echo); anything else is replaced, never repeated back. The id is decided once per request.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from aiohttp import web
+
+HEADER = "X-Request-ID"
+_WELL_FORMED = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def request_id_of(request: web.Request) -> str:
+    """The id of ``request``: the client's when well-formed, else a fresh one; always the same."""
+    if _REQUEST_ID not in request:
+        sent = request.headers.get(HEADER, "")
+        request[_REQUEST_ID] = sent if _WELL_FORMED.fullmatch(sent) else uuid.uuid4().hex
+    return request[_REQUEST_ID]
