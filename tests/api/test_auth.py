@@ -24,24 +24,16 @@ from requests.structures import CaseInsensitiveDict
 from service.spec import load_document, load_operations
 from tests.support import db
 from tests.support.contract import ContractClient, check_response
-from tests.support.db import assert_no_secret_in_files, secret_part
+from tests.support.db import assert_no_secret_in_files, key_id, secret_part
+from tests.support.problems import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, VALIDATION, assert_problem
 from tests.support.server import LiveServer
 
 KEY_FORMAT = re.compile(r"^inv_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-UNAUTHORIZED = "urn:inventory:problem:unauthorized"
-FORBIDDEN = "urn:inventory:problem:forbidden"
-NOT_FOUND = "urn:inventory:problem:not-found"
-VALIDATION = "urn:inventory:problem:validation-error"
 
 Header = str | bytes
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def key_id(key: str) -> str:
-    """The public id of ``key`` (between the first and second ``_``)."""
-    return key.split("_")[1]
 
 
 def token_of(client: ContractClient) -> str:
@@ -82,16 +74,6 @@ def assert_unauthorized(response: requests.Response) -> None:
     problem = response.json()
     assert problem["type"] == UNAUTHORIZED
     assert problem["status"] == 401
-
-
-def assert_problem(response: requests.Response, status: int, kind: str) -> dict[str, Any]:
-    """``status`` with a problem+json body of type ``kind``; the body."""
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    assert response.headers["Content-Type"].split(";")[0] == "application/problem+json"
-    problem: dict[str, Any] = response.json()
-    assert problem["type"] == kind
-    assert problem["status"] == status
-    return problem
 
 
 def create_item(client: ContractClient, name: str, qty: int = 5) -> dict[str, Any]:

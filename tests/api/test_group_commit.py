@@ -31,9 +31,9 @@ from service import sqlite_store
 from tests.support import db
 from tests.support.contract import check_exchange
 from tests.support.db import Database
+from tests.support.problems import PREFIX
 from tests.support.server import LiveServer
 
-PROBLEM = "urn:inventory:problem:"
 Outcome = tuple[int, Any]  # (status, decoded JSON body or None)
 
 
@@ -112,9 +112,9 @@ def kind(outcome: Outcome) -> str:
     """The problem type of a 4xx answer, without its common prefix."""
     status, body = outcome
     assert isinstance(body, dict), outcome
-    assert str(body.get("type", "")).startswith(PROBLEM), outcome
+    assert str(body.get("type", "")).startswith(PREFIX), outcome
     assert body["status"] == status
-    return str(body["type"]).removeprefix(PROBLEM)
+    return str(body["type"]).removeprefix(PREFIX)
 
 
 @pytest.fixture

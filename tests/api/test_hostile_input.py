@@ -29,14 +29,21 @@ from model.invariants import QTY_MAX
 from tests.support import db
 from tests.support.contract import ContractClient, check_response
 from tests.support.db import Database
+from tests.support.problems import (
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+    VALIDATION,
+    error_fields,
+)
 from tests.support.server import LiveServer
 
 MAX_BODY = 64 * 1024
 PROBLEM_TYPES = {
-    400: "urn:inventory:problem:validation-error",
-    404: "urn:inventory:problem:not-found",
-    413: "urn:inventory:problem:payload-too-large",
-    415: "urn:inventory:problem:unsupported-media-type",
+    400: VALIDATION,
+    404: NOT_FOUND,
+    413: PAYLOAD_TOO_LARGE,
+    415: UNSUPPORTED_MEDIA_TYPE,
 }
 WHOLE_BODY = ""
 """The ``errors`` field of a body that is no JSON object at all (a JSON pointer to the root)."""
@@ -184,16 +191,12 @@ def problem_of(response: requests.Response, status: int) -> dict[str, Any]:
     return problem
 
 
-def fields(problem: dict[str, Any]) -> set[str]:
-    return {error["field"] for error in problem["errors"]}
-
-
 def assert_rejected(response: requests.Response, status: int, *named: str | None) -> dict[str, Any]:
     """``status`` problem+json; for a 400, ``errors`` names each of ``named`` (None: any)."""
     problem = problem_of(response, status)
     for field in named:
         if field is not None:
-            assert field in fields(problem), (response.request.url, field, problem["errors"])
+            assert field in error_fields(problem), (response.request.url, field, problem["errors"])
     return problem
 
 
@@ -530,14 +533,14 @@ def test_a_request_with_several_bad_fields_names_every_one(
 ) -> None:
     problem = assert_rejected(send(writer, target.method, target.url(existing), body), 400)
 
-    assert named <= fields(problem), problem["errors"]
+    assert named <= error_fields(problem), problem["errors"]
     ledger.assert_unchanged()
 
 
 def test_bad_query_parameters_are_all_named(writer: ContractClient, ledger: Ledger) -> None:
     response = send(writer, "GET", "/items?limit=0&cursor=!!!", content_type=None)
 
-    assert {"query.limit", "query.cursor"} <= fields(assert_rejected(response, 400))
+    assert {"query.limit", "query.cursor"} <= error_fields(assert_rejected(response, 400))
     ledger.assert_unchanged()
 
 

@@ -20,21 +20,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import requests
 
 from model.invariants import QTY_MAX
 from service.spec import SPEC_PATH
 from tests.support import db
 from tests.support.contract import ContractClient
 from tests.support.db import Database
+from tests.support.problems import (
+    METHOD_NOT_ALLOWED,
+    NAME_TAKEN,
+    NOT_FOUND,
+    OUT_OF_RANGE,
+    PRECONDITION_FAILED,
+    VALIDATION,
+    assert_problem,
+    error_fields,
+)
 from tests.support.server import LiveServer
 
-NAME_TAKEN = "urn:inventory:problem:name-taken"
-NOT_FOUND = "urn:inventory:problem:not-found"
-OUT_OF_RANGE = "urn:inventory:problem:quantity-out-of-range"
-PRECONDITION_FAILED = "urn:inventory:problem:precondition-failed"
-VALIDATION = "urn:inventory:problem:validation-error"
-METHOD_NOT_ALLOWED = "urn:inventory:problem:method-not-allowed"
 ITEM_COLUMNS = {"id", "tenant", "name", "name_key", "qty", "version", "created_at", "updated_at"}
 
 
@@ -109,22 +112,6 @@ def create(client: ContractClient, name: str, qty: int = 5) -> dict[str, Any]:
 def row(database: Database, item_id: str) -> dict[str, Any] | None:
     """The stored row of ``item_id`` (of whichever tenant), or None."""
     return next((r for r in db.items(database) if r["id"] == item_id), None)
-
-
-def assert_problem(response: requests.Response, status: int, kind: str) -> dict[str, Any]:
-    """``status`` as problem+json of type ``kind``; the problem document."""
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    assert response.headers["Content-Type"].split(";")[0] == "application/problem+json"
-    problem: dict[str, Any] = response.json()
-    assert problem["type"] == kind
-    assert problem["status"] == status
-    assert problem["title"]
-    assert problem["detail"]
-    return problem
-
-
-def error_fields(problem: dict[str, Any]) -> set[str]:
-    return {error["field"] for error in problem["errors"]}
 
 
 def walk(client: ContractClient, query: str) -> list[list[dict[str, Any]]]:

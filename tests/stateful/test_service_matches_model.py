@@ -47,6 +47,7 @@ from model.reference import (
 )
 from tests.support import db
 from tests.support.contract import ContractClient
+from tests.support.problems import PREFIX
 from tests.support.server import LiveServer
 
 ACME, ACME_READER, GLOBEX = (
@@ -290,7 +291,7 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         body: Any = response.json() if response.content else None
         assert response.status_code == outcome.status, (command, body, outcome)
         if outcome.problem is not None:
-            assert body["type"] == f"urn:inventory:problem:{outcome.problem}", body
+            assert body["type"] == PREFIX + outcome.problem, body
         if outcome.item is not None:
             assert _public(body) == outcome.item.as_json()
             assert response.headers["ETag"] == f'"{outcome.item.version}"'

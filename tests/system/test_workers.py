@@ -39,6 +39,7 @@ from service.store import open_store
 from tests.support import db, postgres
 from tests.support.contract import ContractClient
 from tests.support.db import PostgresDatabase
+from tests.support.problems import NAME_TAKEN, OUT_OF_RANGE
 
 T = TypeVar("T")
 
@@ -48,8 +49,6 @@ ENV = {name: value for name, value in os.environ.items() if not name.startswith(
 WORKERS = 2
 CLIENTS = 8
 ADJUSTMENTS = 1000
-OUT_OF_RANGE = "urn:inventory:problem:quantity-out-of-range"
-NAME_TAKEN = "urn:inventory:problem:name-taken"
 LISTEN, ESTABLISHED = "0A", "01"  # socket states in /proc/net/tcp
 STOP_SECONDS = 10.0
 
