@@ -208,16 +208,6 @@ def other_backend(
         postgres.drop_database(url)
 
 
-@pytest.fixture
-def fresh_postgres(postgres_url: str) -> Iterator[PostgresDatabase]:
-    """A PostgreSQL database of this test's own, dropped afterwards."""
-    url = postgres.create_database()
-    try:
-        yield PostgresDatabase(url)
-    finally:
-        postgres.drop_database(url)
-
-
 # --- export --------------------------------------------------------------------------
 
 

@@ -7,8 +7,9 @@ is read from the kernel, not guessed: ``/proc/net/tcp`` gives the inode of the s
 side of every connection to the port, and ``/proc/<pid>/fd`` says which worker holds
 that inode.
 
-The tests that need PostgreSQL request the ``postgres_url`` fixture, so they are skipped
-when it is unreachable (and fail in CI, where it must be there).
+The tests that need PostgreSQL request conftest's ``fresh_postgres`` (made through
+``postgres_url``), so they are skipped when it is unreachable (and fail in CI, where it
+must be there).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ import pytest
 from model.invariants import QTY_MAX, name_key
 from service.auth import new_key
 from service.store import open_store
-from tests.support import db, postgres
+from tests.support import db
 from tests.support.contract import ContractClient
 from tests.support.db import PostgresDatabase
 from tests.support.problems import NAME_TAKEN, OUT_OF_RANGE
@@ -207,16 +208,6 @@ class ServedWorkers(ServedProcess):
     def remaining(self) -> set[int]:
         """The processes of this service that are still running."""
         return {pid for pid in self.family | set(self.workers) if is_running(pid)}
-
-
-@pytest.fixture
-def fresh_postgres(postgres_url: str) -> Iterator[PostgresDatabase]:
-    """A PostgreSQL database of this test's own, dropped afterwards."""
-    url = postgres.create_database()
-    try:
-        yield PostgresDatabase(url)
-    finally:
-        postgres.drop_database(url)
 
 
 def add_key(database: str, tenant: str, role: str) -> str:
