@@ -1,9 +1,10 @@
 """Correctness under batching: each request of a burst gets the answer it would get alone.
 
-SQLite applies concurrent writes in one transaction, one SAVEPOINT per request (DESIGN §6);
-PostgreSQL runs them as concurrent transactions. Either way a burst must behave as if its
-requests ran one after another in some order: a rejected request rolls back alone and
-never poisons its neighbours, and the database holds exactly the accepted writes.
+SQLite applies concurrent writes in one transaction, one SAVEPOINT per request (README,
+"Architecture", group commit); PostgreSQL runs them as concurrent transactions. Either way
+a burst must behave as if its requests ran one after another in some order: a rejected
+request rolls back alone and never poisons its neighbours, and the database holds exactly
+the accepted writes.
 
 Bursts are fired from one asyncio loop over one connection per request, so they reach
 the server together. On SQLite the ``batches`` fixture records the size of every batch

@@ -5,7 +5,8 @@ items (unique names) and adjust a few hot items, each keeping a ledger of what i
 and what was acknowledged; the server is killed with SIGKILL in the middle of that load,
 then started again on the same file. The restarted database must hold every acknowledged
 write, may hold writes whose answer was lost in the kill (but only whole, valid ones),
-must pass ``PRAGMA integrity_check``, and every row must keep the invariants of DESIGN §3.
+must pass ``PRAGMA integrity_check``, and every row must keep the invariants
+(README, "The invariants").
 
 A SIGKILL loses the process, not the operating system's page cache, so this checks
 atomicity and recovery (WAL replay, no half-applied batch), not the fsync itself.
@@ -120,7 +121,7 @@ def drive(url: str, token: str, hot: list[str], stop: threading.Event, number: i
 
 
 def assert_invariants(rows: list[dict[str, Any]]) -> None:
-    """DESIGN §3 on every row, and name keys unique per tenant."""
+    """README's invariants on every row, and name keys unique per tenant."""
     for item in rows:
         name = item["name"]
         assert isinstance(name, str), item
