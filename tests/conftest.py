@@ -13,7 +13,8 @@ a key.
 
 ``fresh_postgres`` is a PostgreSQL database of one test's own, for tests that run the
 command line on it. Every client checks each response against openapi.yaml
-(``tests.support.contract``).
+(``tests.support.contract``). The Hypothesis profiles (``ci``, ``deep``, ``mutants``) are
+registered here and chosen by ``HYPOTHESIS_PROFILE`` before any test module is imported.
 """
 
 from __future__ import annotations

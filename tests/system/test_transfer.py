@@ -22,7 +22,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +32,7 @@ from model.invariants import QTY_MAX
 from service.auth import new_key
 from service.cli import main
 from service.store import open_store
-from tests.support import db, postgres
+from tests.support import db
 from tests.support.contract import ContractClient
 from tests.support.db import Database, PostgresDatabase, key_id, secret_part, url_of
 from tests.support.processes import CLEAN_ENV, INVENTORY, run_inventory
@@ -193,19 +193,13 @@ def names_line(message: str, line: int) -> bool:
 
 
 @pytest.fixture
-def other_backend(
-    database: Database, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Database]:
+def other_backend(database: Database, tmp_path: Path, request: pytest.FixtureRequest) -> Database:
     """An empty database of the backend that ``database`` is not."""
     if isinstance(database, PostgresDatabase):
-        yield tmp_path / "moved.db"
-        return
-    request.getfixturevalue("postgres_url")  # skipped (or failed, in CI) without PostgreSQL
-    url = postgres.create_database()
-    try:
-        yield PostgresDatabase(url)
-    finally:
-        postgres.drop_database(url)
+        return tmp_path / "moved.db"
+    # conftest's, dropped after the test; skipped (or failed, in CI) without PostgreSQL.
+    fresh: PostgresDatabase = request.getfixturevalue("fresh_postgres")
+    return fresh
 
 
 # --- export --------------------------------------------------------------------------
