@@ -1,15 +1,26 @@
-"""Shared fixtures: a live server per test over a fresh database, and clients for it.
+"""Shared fixtures: live servers over fresh databases, clients for them, and PostgreSQL.
 
-Every test that uses ``server`` (or ``database``) runs twice: on a SQLite file and on a
-PostgreSQL database (one per session, emptied after each test).
+A server per test: every test that uses ``server`` (or ``database``) runs twice, on a
+SQLite file and on a PostgreSQL database (one per session, emptied after each test).
+Tenants there: ``acme`` has an ``admin``, a ``writer`` and a ``reader`` key; ``globex``
+has a writer key (``other_tenant``); ``anonymous`` sends none.
 
-Tenants: ``acme`` has an admin, a writer and a reader key; ``globex`` has a writer key.
-Every client checks each response against openapi.yaml (``tests.support.contract``).
+A server per module: ``module_server`` (both backends too) serves a whole module, for
+tests that keep to tenants of their own. Each such test gets a new, empty tenant
+(``fresh_tenant``) and keys for it (``fresh_writer``, ``fresh_reader``);
+``module_database`` is that server's database and ``module_anonymous`` a client without
+a key.
+
+``fresh_postgres`` is a PostgreSQL database of one test's own, for tests that run the
+command line on it. Every client checks each response against openapi.yaml
+(``tests.support.contract``). The Hypothesis profiles (``ci``, ``deep``, ``mutants``) are
+registered here and chosen by ``HYPOTHESIS_PROFILE`` before any test module is imported.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,14 +87,29 @@ def module_server(
 
 
 @pytest.fixture
+def fresh_postgres(postgres_url: str) -> Iterator[PostgresDatabase]:
+    """A PostgreSQL database of this test's own, dropped afterwards."""
+    url = postgres.create_database()
+    try:
+        yield PostgresDatabase(url)
+    finally:
+        postgres.drop_database(url)
+
+
+# --- a server per test ---------------------------------------------------------------
+
+
+@pytest.fixture
 def server(database: Database) -> Iterator[LiveServer]:
     live = LiveServer(database).start()
     yield live
     live.stop()
 
 
-def _client(server: LiveServer, tenant: str, role: str) -> Iterator[ContractClient]:
-    with ContractClient(server.url, server.create_key(tenant, role)) as client:
+def _client(server: LiveServer, tenant: str | None, role: str = "") -> Iterator[ContractClient]:
+    """A client of ``server`` with a new key of ``tenant`` and ``role`` (None: no key)."""
+    token = None if tenant is None else server.create_key(tenant, role)
+    with ContractClient(server.url, token) as client:
         yield client
 
 
@@ -114,5 +140,37 @@ def other_tenant(server: LiveServer) -> Iterator[ContractClient]:
 @pytest.fixture
 def anonymous(server: LiveServer) -> Iterator[ContractClient]:
     """A client without a key."""
-    with ContractClient(server.url) as client:
-        yield client
+    yield from _client(server, None)
+
+
+# --- a server per module, a tenant per test ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def module_database(module_server: LiveServer) -> Database:
+    """The database of ``module_server``."""
+    return module_server.database
+
+
+@pytest.fixture
+def fresh_tenant() -> str:
+    """A tenant of this test alone: it starts without items."""
+    return f"acme-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def fresh_writer(module_server: LiveServer, fresh_tenant: str) -> Iterator[ContractClient]:
+    """A writer of ``fresh_tenant`` on ``module_server``."""
+    yield from _client(module_server, fresh_tenant, "writer")
+
+
+@pytest.fixture
+def fresh_reader(module_server: LiveServer, fresh_tenant: str) -> Iterator[ContractClient]:
+    """A reader of ``fresh_tenant`` on ``module_server``."""
+    yield from _client(module_server, fresh_tenant, "reader")
+
+
+@pytest.fixture(scope="module")
+def module_anonymous(module_server: LiveServer) -> Iterator[ContractClient]:
+    """A client of ``module_server`` without a key."""
+    yield from _client(module_server, None)

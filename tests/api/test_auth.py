@@ -1,9 +1,10 @@
-"""Authentication, roles and tenants over HTTP (DESIGN §7, openapi.yaml ``bearerAuth``).
+"""Authentication and roles over HTTP (README, "Authentication"; openapi.yaml ``bearerAuth``).
 
 Every rejected request is checked twice: by its answer (401 with a ``Bearer`` challenge,
 or 403, as problem+json) and by the database, which must hold exactly the rows it held
 before (``tests.support.db.snapshot``). Hostile requests are always ones that *would*
 change state if they were let through: creates, updates, deletes, key management.
+Which tenant's items a key reaches is ``test_tenants.py``'s.
 """
 
 from __future__ import annotations
@@ -24,24 +25,16 @@ from requests.structures import CaseInsensitiveDict
 from service.http.spec import load_document, load_operations
 from tests.support import db
 from tests.support.contract import ContractClient, check_response
-from tests.support.db import assert_no_secret_in_files, secret_part
+from tests.support.db import assert_no_secret_in_files, key_id, secret_part
+from tests.support.problems import FORBIDDEN, UNAUTHORIZED, VALIDATION, assert_problem
 from tests.support.server import LiveServer
 
 KEY_FORMAT = re.compile(r"^inv_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-UNAUTHORIZED = "urn:inventory:problem:unauthorized"
-FORBIDDEN = "urn:inventory:problem:forbidden"
-NOT_FOUND = "urn:inventory:problem:not-found"
-VALIDATION = "urn:inventory:problem:validation-error"
 
 Header = str | bytes
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def key_id(key: str) -> str:
-    """The public id of ``key`` (between the first and second ``_``)."""
-    return key.split("_")[1]
 
 
 def token_of(client: ContractClient) -> str:
@@ -82,16 +75,6 @@ def assert_unauthorized(response: requests.Response) -> None:
     problem = response.json()
     assert problem["type"] == UNAUTHORIZED
     assert problem["status"] == 401
-
-
-def assert_problem(response: requests.Response, status: int, kind: str) -> dict[str, Any]:
-    """``status`` with a problem+json body of type ``kind``; the body."""
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    assert response.headers["Content-Type"].split(";")[0] == "application/problem+json"
-    problem: dict[str, Any] = response.json()
-    assert problem["type"] == kind
-    assert problem["status"] == status
-    return problem
 
 
 def create_item(client: ContractClient, name: str, qty: int = 5) -> dict[str, Any]:
@@ -469,108 +452,6 @@ def test_writers_and_admins_may_do_every_item_operation(server: LiveServer) -> N
 
             assert client.delete(f"/items/{item['id']}").status_code == 204
             assert db.items(server.database) == [], role
-
-
-# --- tenants -----------------------------------------------------------------------------
-
-
-def test_an_item_belongs_to_the_tenant_of_the_key_that_created_it(
-    server: LiveServer, writer: ContractClient, other_tenant: ContractClient
-) -> None:
-    mine = create_item(writer, "apple")
-    theirs = create_item(other_tenant, "plum")
-
-    assert [(row["id"], row["tenant"]) for row in db.items(server.database)] == [
-        (mine["id"], "acme"),
-        (theirs["id"], "globex"),
-    ]
-
-
-def test_a_name_is_unique_within_a_tenant_but_may_repeat_across_tenants(
-    server: LiveServer, writer: ContractClient, other_tenant: ContractClient
-) -> None:
-    create_item(writer, "Apple")
-    create_item(other_tenant, "apple")
-    pear = create_item(other_tenant, "pear")
-    before = db.snapshot(server.database)
-
-    assert writer.post("/items", json={"name": "APPLE", "qty": 1}).status_code == 409
-    assert db.snapshot(server.database) == before
-    renamed = other_tenant.patch(f"/items/{pear['id']}", json={"name": "Pear"})
-    assert renamed.status_code == 200
-    taken_in_other_tenant = create_item(writer, "pear")
-
-    assert sorted((row["tenant"], row["name"]) for row in db.items(server.database)) == [
-        ("acme", "Apple"),
-        ("acme", "pear"),
-        ("globex", "Pear"),
-        ("globex", "apple"),
-    ]
-    assert taken_in_other_tenant["name"] == "pear"
-
-
-def test_another_tenants_item_is_answered_404_exactly_like_a_missing_one_and_is_untouched(
-    server: LiveServer, writer: ContractClient, other_tenant: ContractClient
-) -> None:
-    theirs = create_item(other_tenant, "plum", qty=10)
-    missing = str(uuid.uuid4())
-    before = db.snapshot(server.database)
-
-    for method, suffix, body in (
-        ("GET", "", None),
-        ("PATCH", "", {"qty": 0}),
-        ("PATCH", "", {"name": "mine now"}),
-        ("POST", "/adjustments", {"delta": -10}),
-    ):
-        foreign = writer.request(method, f"/items/{theirs['id']}{suffix}", json=body)
-        absent = writer.request(method, f"/items/{missing}{suffix}", json=body)
-        problem = assert_problem(foreign, 404, NOT_FOUND)
-        expected = assert_problem(absent, 404, NOT_FOUND)
-        assert problem["detail"].replace(theirs["id"], "<id>") == expected["detail"].replace(
-            missing, "<id>"
-        )
-        assert problem["title"] == expected["title"]
-
-    assert db.snapshot(server.database) == before
-    assert other_tenant.get(f"/items/{theirs['id']}").json() == theirs
-
-
-def test_deleting_another_tenants_item_answers_204_and_leaves_it_alone(
-    server: LiveServer, writer: ContractClient, other_tenant: ContractClient
-) -> None:
-    theirs = create_item(other_tenant, "plum")
-    before = db.snapshot(server.database)
-
-    assert writer.delete(f"/items/{theirs['id']}").status_code == 204
-
-    assert db.snapshot(server.database) == before
-    assert other_tenant.get(f"/items/{theirs['id']}").json() == theirs
-
-
-def test_listings_show_only_the_callers_items(
-    writer: ContractClient, reader: ContractClient, other_tenant: ContractClient
-) -> None:
-    mine = [create_item(writer, name) for name in ("apple", "banana", "cherry")]
-    for name in ("apple", "apricot", "blueberry", "cherry"):
-        create_item(other_tenant, name)
-
-    assert reader.get("/items").json() == {"items": mine, "next_cursor": None}
-    assert [i["name"] for i in reader.get("/items?name_prefix=a").json()["items"]] == ["apple"]
-    seen: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        page = reader.get("/items", params={"limit": 1, "cursor": cursor}).json()
-        seen += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == mine
-    assert [i["name"] for i in other_tenant.get("/items").json()["items"]] == [
-        "apple",
-        "apricot",
-        "blueberry",
-        "cherry",
-    ]
 
 
 # --- key management over HTTP -------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Correctness under batching: each request of a burst gets the answer it would get alone.
 
-SQLite applies concurrent writes in one transaction, one SAVEPOINT per request (DESIGN §6);
-PostgreSQL runs them as concurrent transactions. Either way a burst must behave as if its
-requests ran one after another in some order: a rejected request rolls back alone and
-never poisons its neighbours, and the database holds exactly the accepted writes.
+SQLite applies concurrent writes in one transaction, one SAVEPOINT per request (README,
+"Architecture", group commit); PostgreSQL runs them as concurrent transactions. Either way
+a burst must behave as if its requests ran one after another in some order: a rejected
+request rolls back alone and never poisons its neighbours, and the database holds exactly
+the accepted writes.
 
 Bursts are fired from one asyncio loop over one connection per request, so they reach
 the server together. On SQLite the ``batches`` fixture records the size of every batch
@@ -31,9 +32,9 @@ from service.store import sqlite as sqlite_store
 from tests.support import db
 from tests.support.contract import check_exchange
 from tests.support.db import Database
+from tests.support.problems import PREFIX
 from tests.support.server import LiveServer
 
-PROBLEM = "urn:inventory:problem:"
 Outcome = tuple[int, Any]  # (status, decoded JSON body or None)
 
 
@@ -112,9 +113,9 @@ def kind(outcome: Outcome) -> str:
     """The problem type of a 4xx answer, without its common prefix."""
     status, body = outcome
     assert isinstance(body, dict), outcome
-    assert str(body.get("type", "")).startswith(PROBLEM), outcome
+    assert str(body.get("type", "")).startswith(PREFIX), outcome
     assert body["status"] == status
-    return str(body["type"]).removeprefix(PROBLEM)
+    return str(body["type"]).removeprefix(PREFIX)
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ database: every row of every table exactly as before (``tests.support.db.snapsho
 Requests are sent as raw bytes, so the bytes on the wire are exactly the ones written here
 (``NaN``, lone-surrogate escapes, invalid UTF-8, duplicate keys).
 
-The module runs one live server per backend with one existing item for all its tests; as
-every request here must change nothing, the state after one test is the state before the
-next, and ``Ledger`` needs one snapshot per test.
+The module runs one live server per backend (``module_server``) with one existing item
+for all its tests, sent by one writer (``module_writer``); as every request here must
+change nothing, the state after one test is the state before the next, and ``Ledger``
+needs one snapshot per test.
 """
 
 from __future__ import annotations
@@ -29,14 +30,21 @@ from model.invariants import QTY_MAX
 from tests.support import db
 from tests.support.contract import ContractClient, check_response
 from tests.support.db import Database
+from tests.support.problems import (
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+    VALIDATION,
+    error_fields,
+)
 from tests.support.server import LiveServer
 
 MAX_BODY = 64 * 1024
 PROBLEM_TYPES = {
-    400: "urn:inventory:problem:validation-error",
-    404: "urn:inventory:problem:not-found",
-    413: "urn:inventory:problem:payload-too-large",
-    415: "urn:inventory:problem:unsupported-media-type",
+    400: VALIDATION,
+    404: NOT_FOUND,
+    413: PAYLOAD_TOO_LARGE,
+    415: UNSUPPORTED_MEDIA_TYPE,
 }
 WHOLE_BODY = ""
 """The ``errors`` field of a body that is no JSON object at all (a JSON pointer to the root)."""
@@ -100,22 +108,16 @@ QUANTITY_TARGETS = (CREATE, UPDATE)
 
 
 @pytest.fixture(scope="module")
-def server(module_server: LiveServer) -> LiveServer:
-    """One live server per backend for the whole module; shadows conftest's ``server``."""
-    return module_server
-
-
-@pytest.fixture(scope="module")
-def writer(server: LiveServer) -> Iterator[ContractClient]:
-    """A writer of tenant acme, for the whole module; shadows conftest's ``writer``."""
-    with ContractClient(server.url, server.create_key("acme", "writer")) as client:
+def module_writer(module_server: LiveServer) -> Iterator[ContractClient]:
+    """A writer of tenant acme on ``module_server``, for the whole module."""
+    with ContractClient(module_server.url, module_server.create_key("acme", "writer")) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def existing(writer: ContractClient) -> str:
+def existing(module_writer: ContractClient) -> str:
     """The id of the item every PATCH and adjustment here is aimed at."""
-    response = writer.post("/items", json={"name": "existing", "qty": 5})
+    response = module_writer.post("/items", json={"name": "existing", "qty": 5})
     assert response.status_code == 201, response.text
     item_id: str = response.json()["id"]
     return item_id
@@ -135,9 +137,9 @@ class Ledger:
 
 
 @pytest.fixture(scope="module")
-def ledger(server: LiveServer, writer: ContractClient, existing: str) -> Ledger:
+def ledger(module_server: LiveServer, module_writer: ContractClient, existing: str) -> Ledger:
     """Made after every write of the module's setup: the state all tests must keep."""
-    return Ledger(server.database)
+    return Ledger(module_server.database)
 
 
 # --- sending and checking ------------------------------------------------------------
@@ -184,16 +186,12 @@ def problem_of(response: requests.Response, status: int) -> dict[str, Any]:
     return problem
 
 
-def fields(problem: dict[str, Any]) -> set[str]:
-    return {error["field"] for error in problem["errors"]}
-
-
 def assert_rejected(response: requests.Response, status: int, *named: str | None) -> dict[str, Any]:
     """``status`` problem+json; for a 400, ``errors`` names each of ``named`` (None: any)."""
     problem = problem_of(response, status)
     for field in named:
         if field is not None:
-            assert field in fields(problem), (response.request.url, field, problem["errors"])
+            assert field in error_fields(problem), (response.request.url, field, problem["errors"])
     return problem
 
 
@@ -246,10 +244,10 @@ NOT_JSON_NUMBERS = {
 
 @pytest.mark.parametrize("value", NOT_A_QUANTITY.values(), ids=NOT_A_QUANTITY.keys())
 def test_a_quantity_that_is_no_integer_in_range_is_400_naming_it(
-    writer: ContractClient, existing: str, ledger: Ledger, value: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, value: bytes
 ) -> None:
     def check(target: Target, path: str) -> None:
-        response = send(writer, target.method, path, with_value(target.number, value))
+        response = send(module_writer, target.method, path, with_value(target.number, value))
         assert_rejected(response, 400, target.number_field)
 
     each_target(QUANTITY_TARGETS, check, existing, ledger)
@@ -257,10 +255,12 @@ def test_a_quantity_that_is_no_integer_in_range_is_400_naming_it(
 
 @pytest.mark.parametrize("value", NOT_JSON_NUMBERS.values(), ids=NOT_JSON_NUMBERS.keys())
 def test_a_number_json_does_not_allow_is_400(
-    writer: ContractClient, existing: str, ledger: Ledger, value: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, value: bytes
 ) -> None:
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, with_value(target.number, value)), 400)
+        assert_rejected(
+            send(module_writer, target.method, path, with_value(target.number, value)), 400
+        )
 
     each_target(TARGETS, check, existing, ledger)
 
@@ -290,10 +290,10 @@ NOT_A_NAME = {
 
 @pytest.mark.parametrize("value", NOT_A_NAME.values(), ids=NOT_A_NAME.keys())
 def test_a_name_that_breaks_the_invariants_is_400_naming_it(
-    writer: ContractClient, existing: str, ledger: Ledger, value: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, value: bytes
 ) -> None:
     def check(target: Target, path: str) -> None:
-        response = send(writer, target.method, path, with_value(target.text, value))
+        response = send(module_writer, target.method, path, with_value(target.text, value))
         assert_rejected(response, 400, target.text_field)
 
     each_target(TARGETS, check, existing, ledger)
@@ -322,39 +322,41 @@ NOT_JSON = {
 
 @pytest.mark.parametrize("body", NOT_AN_OBJECT.values(), ids=NOT_AN_OBJECT.keys())
 def test_a_json_body_that_is_no_object_is_400(
-    writer: ContractClient, existing: str, ledger: Ledger, body: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, body: bytes
 ) -> None:
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, body), 400, WHOLE_BODY)
+        assert_rejected(send(module_writer, target.method, path, body), 400, WHOLE_BODY)
 
     each_target(TARGETS, check, existing, ledger)
 
 
 @pytest.mark.parametrize("value", NOT_UTF_8.values(), ids=NOT_UTF_8.keys())
 def test_a_body_that_is_no_utf_8_is_400(
-    writer: ContractClient, existing: str, ledger: Ledger, value: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, value: bytes
 ) -> None:
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, with_value(target.text, value)), 400)
+        assert_rejected(
+            send(module_writer, target.method, path, with_value(target.text, value)), 400
+        )
 
     each_target(TARGETS, check, existing, ledger)
 
 
 @pytest.mark.parametrize("body", NOT_JSON.values(), ids=NOT_JSON.keys())
 def test_a_body_that_is_no_json_is_400(
-    writer: ContractClient, existing: str, ledger: Ledger, body: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, body: bytes
 ) -> None:
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, body), 400)
+        assert_rejected(send(module_writer, target.method, path, body), 400)
 
     each_target(TARGETS, check, existing, ledger)
 
 
 def test_a_duplicate_key_is_400_even_when_spelled_with_an_escape(
-    writer: ContractClient, existing: str, ledger: Ledger
+    module_writer: ContractClient, existing: str, ledger: Ledger
 ) -> None:
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, target.duplicate_key), 400)
+        assert_rejected(send(module_writer, target.method, path, target.duplicate_key), 400)
 
     each_target(TARGETS, check, existing, ledger)
 
@@ -375,22 +377,24 @@ NESTED_VALUES = {
 
 @pytest.mark.parametrize("body", NESTED_BODIES.values(), ids=NESTED_BODIES.keys())
 def test_a_deeply_nested_body_within_64_kib_is_400(
-    writer: ContractClient, existing: str, ledger: Ledger, body: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, body: bytes
 ) -> None:
     assert len(body) <= MAX_BODY
 
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, body), 400)
+        assert_rejected(send(module_writer, target.method, path, body), 400)
 
     each_target(TARGETS, check, existing, ledger)
 
 
 @pytest.mark.parametrize("value", NESTED_VALUES.values(), ids=NESTED_VALUES.keys())
 def test_a_deeply_nested_field_value_is_400(
-    writer: ContractClient, existing: str, ledger: Ledger, value: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, value: bytes
 ) -> None:
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, with_value(target.number, value)), 400)
+        assert_rejected(
+            send(module_writer, target.method, path, with_value(target.number, value)), 400
+        )
 
     each_target(TARGETS, check, existing, ledger)
 
@@ -416,19 +420,23 @@ OVERSIZED: dict[str, tuple[Any, dict[str, str]]] = {
 
 @pytest.mark.parametrize(("body", "headers"), OVERSIZED.values(), ids=OVERSIZED.keys())
 def test_a_body_over_64_kib_is_413(
-    writer: ContractClient, existing: str, ledger: Ledger, body: bytes, headers: dict[str, str]
+    module_writer: ContractClient,
+    existing: str,
+    ledger: Ledger,
+    body: bytes,
+    headers: dict[str, str],
 ) -> None:
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, body, headers=headers), 413)
+        assert_rejected(send(module_writer, target.method, path, body, headers=headers), 413)
 
     each_target(TARGETS, check, existing, ledger)
 
 
 def test_a_chunked_body_over_64_kib_is_413(
-    writer: ContractClient, existing: str, ledger: Ledger
+    module_writer: ContractClient, existing: str, ledger: Ledger
 ) -> None:
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, _chunks(100 * 1024)), 413)
+        assert_rejected(send(module_writer, target.method, path, _chunks(100 * 1024)), 413)
 
     each_target(TARGETS, check, existing, ledger)
 
@@ -449,23 +457,25 @@ NOT_JSON_MEDIA_TYPES = {
     "content_type", NOT_JSON_MEDIA_TYPES.values(), ids=NOT_JSON_MEDIA_TYPES.keys()
 )
 def test_a_body_not_declared_as_utf_8_json_is_415(
-    writer: ContractClient, existing: str, ledger: Ledger, content_type: str | None
+    module_writer: ContractClient, existing: str, ledger: Ledger, content_type: str | None
 ) -> None:
     def check(target: Target, path: str) -> None:
         body = with_value(target.number, b"1")
-        assert_rejected(send(writer, target.method, path, body, content_type), 415)
+        assert_rejected(send(module_writer, target.method, path, body, content_type), 415)
 
     each_target(TARGETS, check, existing, ledger)
 
 
 def test_the_media_type_is_checked_before_the_size_and_the_size_before_the_content(
-    writer: ContractClient, existing: str, ledger: Ledger
+    module_writer: ContractClient, existing: str, ledger: Ledger
 ) -> None:
     oversized_garbage = b"\xff" * (MAX_BODY + 1)
 
     def check(target: Target, path: str) -> None:
-        assert_rejected(send(writer, target.method, path, oversized_garbage, "text/plain"), 415)
-        assert_rejected(send(writer, target.method, path, oversized_garbage), 413)
+        assert_rejected(
+            send(module_writer, target.method, path, oversized_garbage, "text/plain"), 415
+        )
+        assert_rejected(send(module_writer, target.method, path, oversized_garbage), 413)
 
     each_target(TARGETS, check, existing, ledger)
 
@@ -485,17 +495,19 @@ UNKNOWN_FIELDS = {
 
 @pytest.mark.parametrize(("member", "field"), UNKNOWN_FIELDS.values(), ids=UNKNOWN_FIELDS.keys())
 def test_an_unknown_field_is_400_naming_it(
-    writer: ContractClient, existing: str, ledger: Ledger, member: bytes, field: str | None
+    module_writer: ContractClient, existing: str, ledger: Ledger, member: bytes, field: str | None
 ) -> None:
     def check(target: Target, path: str) -> None:
         body = with_value(target.number, b"1")[:-1] + b"," + member + b"}"
-        assert_rejected(send(writer, target.method, path, body), 400, field)
+        assert_rejected(send(module_writer, target.method, path, body), 400, field)
 
     each_target(TARGETS, check, existing, ledger)
 
 
-def test_an_empty_patch_is_400(writer: ContractClient, existing: str, ledger: Ledger) -> None:
-    assert_rejected(send(writer, "PATCH", f"/items/{existing}", b"{}"), 400)
+def test_an_empty_patch_is_400(
+    module_writer: ContractClient, existing: str, ledger: Ledger
+) -> None:
+    assert_rejected(send(module_writer, "PATCH", f"/items/{existing}", b"{}"), 400)
     ledger.assert_unchanged()
 
 
@@ -521,23 +533,23 @@ def test_an_empty_patch_is_400(writer: ContractClient, existing: str, ledger: Le
     ],
 )
 def test_a_request_with_several_bad_fields_names_every_one(
-    writer: ContractClient,
+    module_writer: ContractClient,
     existing: str,
     ledger: Ledger,
     target: Target,
     body: bytes,
     named: set[str],
 ) -> None:
-    problem = assert_rejected(send(writer, target.method, target.url(existing), body), 400)
+    problem = assert_rejected(send(module_writer, target.method, target.url(existing), body), 400)
 
-    assert named <= fields(problem), problem["errors"]
+    assert named <= error_fields(problem), problem["errors"]
     ledger.assert_unchanged()
 
 
-def test_bad_query_parameters_are_all_named(writer: ContractClient, ledger: Ledger) -> None:
-    response = send(writer, "GET", "/items?limit=0&cursor=!!!", content_type=None)
+def test_bad_query_parameters_are_all_named(module_writer: ContractClient, ledger: Ledger) -> None:
+    response = send(module_writer, "GET", "/items?limit=0&cursor=!!!", content_type=None)
 
-    assert {"query.limit", "query.cursor"} <= fields(assert_rejected(response, 400))
+    assert {"query.limit", "query.cursor"} <= error_fields(assert_rejected(response, 400))
     ledger.assert_unchanged()
 
 
@@ -559,10 +571,10 @@ NOT_A_DELTA = {
 
 @pytest.mark.parametrize("value", NOT_A_DELTA.values(), ids=NOT_A_DELTA.keys())
 def test_a_delta_that_is_no_nonzero_integer_within_qty_max_is_400_naming_it(
-    writer: ContractClient, existing: str, ledger: Ledger, value: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, value: bytes
 ) -> None:
     response = send(
-        writer, "POST", f"/items/{existing}/adjustments", with_value(b'{"delta":@}', value)
+        module_writer, "POST", f"/items/{existing}/adjustments", with_value(b'{"delta":@}', value)
     )
 
     assert_rejected(response, 400, "/delta")
@@ -571,9 +583,9 @@ def test_a_delta_that_is_no_nonzero_integer_within_qty_max_is_400_naming_it(
 
 @pytest.mark.parametrize("body", [b"{}", b'{"reason":"sold"}'], ids=["empty", "reason-only"])
 def test_an_adjustment_without_delta_is_400_naming_it(
-    writer: ContractClient, existing: str, ledger: Ledger, body: bytes
+    module_writer: ContractClient, existing: str, ledger: Ledger, body: bytes
 ) -> None:
-    response = send(writer, "POST", f"/items/{existing}/adjustments", body)
+    response = send(module_writer, "POST", f"/items/{existing}/adjustments", body)
 
     assert_rejected(response, 400, "/delta")
     ledger.assert_unchanged()
@@ -599,13 +611,13 @@ ITEM_ID_OPERATIONS = [
 
 @pytest.mark.parametrize("spell", MALFORMED_IDS.values(), ids=MALFORMED_IDS.keys())
 def test_a_malformed_item_id_is_400_on_every_item_operation(
-    writer: ContractClient, existing: str, ledger: Ledger, spell: Callable[[str], str]
+    module_writer: ContractClient, existing: str, ledger: Ledger, spell: Callable[[str], str]
 ) -> None:
     bad_id = spell(existing)
     failures = []
     for method, path, body in ITEM_ID_OPERATIONS:
         try:
-            response = send(writer, method, path.replace("{id}", bad_id), body)
+            response = send(module_writer, method, path.replace("{id}", bad_id), body)
             assert_rejected(response, 400, "path.item_id")
         except AssertionError as failure:
             failures.append(f"{method} {path}: {failure}")

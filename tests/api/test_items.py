@@ -1,13 +1,14 @@
 """Every success path of every item operation, and the rejections that guard the invariants.
 
-Each test states one behaviour of openapi.yaml (or DESIGN §3-4) and checks it twice: by the
-answer (status, headers, body, all also checked against the contract by the clients) and by
-the rows in the database, read behind the service's back (``tests.support.db``). A rejected
-request must leave every row exactly as it was.
+Each test states one behaviour of openapi.yaml (or of README, "The invariants" and
+"Decisions the contract makes") and checks it twice: by the answer (status, headers, body,
+all also checked against the contract by the clients) and by the rows in the database, read
+behind the service's back (``tests.support.db``). A rejected request must leave every row
+exactly as it was. Tenant isolation is ``test_tenants.py``'s.
 
-The module runs one live server per backend for all its tests (a server per test would cost
-~0.3 s each); each test gets tenants of its own (``tenant``, ``other_tenant_name``), which
-start without items, and fresh keys for them (``writer``, ``reader``, ``other_tenant``).
+The module runs one live server per backend for all its tests (``module_server``: a server
+per test would cost ~0.3 s each); each test gets a tenant of its own (``fresh_tenant``),
+which starts without items, and fresh keys for it (``fresh_writer``, ``fresh_reader``).
 """
 
 from __future__ import annotations
@@ -15,84 +16,28 @@ from __future__ import annotations
 import math
 import unicodedata
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import requests
 
 from model.invariants import QTY_MAX
 from service.http.spec import SPEC_PATH
 from tests.support import db
 from tests.support.contract import ContractClient
 from tests.support.db import Database
-from tests.support.server import LiveServer
+from tests.support.problems import (
+    METHOD_NOT_ALLOWED,
+    NAME_TAKEN,
+    NOT_FOUND,
+    OUT_OF_RANGE,
+    PRECONDITION_FAILED,
+    VALIDATION,
+    assert_problem,
+    error_fields,
+)
 
-NAME_TAKEN = "urn:inventory:problem:name-taken"
-NOT_FOUND = "urn:inventory:problem:not-found"
-OUT_OF_RANGE = "urn:inventory:problem:quantity-out-of-range"
-PRECONDITION_FAILED = "urn:inventory:problem:precondition-failed"
-VALIDATION = "urn:inventory:problem:validation-error"
-METHOD_NOT_ALLOWED = "urn:inventory:problem:method-not-allowed"
 ITEM_COLUMNS = {"id", "tenant", "name", "name_key", "qty", "version", "created_at", "updated_at"}
-
-
-# --- fixtures ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(module_server: LiveServer) -> LiveServer:
-    """One live server per backend for the whole module; shadows conftest's ``server``."""
-    return module_server
-
-
-def _client(server: LiveServer, tenant: str | None, role: str = "") -> Iterator[ContractClient]:
-    token = None if tenant is None else server.create_key(tenant, role)
-    with ContractClient(server.url, token) as client:
-        yield client
-
-
-@pytest.fixture
-def tenant() -> str:
-    """A tenant of this test alone: it starts without items."""
-    return f"acme-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def other_tenant_name() -> str:
-    """Another tenant of this test alone."""
-    return f"globex-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def writer(server: LiveServer, tenant: str) -> Iterator[ContractClient]:
-    """A writer of ``tenant``; shadows conftest's ``writer`` (of acme)."""
-    yield from _client(server, tenant, "writer")
-
-
-@pytest.fixture
-def reader(server: LiveServer, tenant: str) -> Iterator[ContractClient]:
-    """A reader of ``tenant``; shadows conftest's ``reader`` (of acme)."""
-    yield from _client(server, tenant, "reader")
-
-
-@pytest.fixture
-def other_tenant(server: LiveServer, other_tenant_name: str) -> Iterator[ContractClient]:
-    """A writer of ``other_tenant_name``; shadows conftest's ``other_tenant`` (of globex)."""
-    yield from _client(server, other_tenant_name, "writer")
-
-
-@pytest.fixture(scope="module")
-def anonymous(server: LiveServer) -> Iterator[ContractClient]:
-    """A client without a key."""
-    yield from _client(server, None)
-
-
-@pytest.fixture
-def database(server: LiveServer) -> Database:
-    """The database of the module's server; shadows conftest's ``database``."""
-    return server.database
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -106,25 +51,9 @@ def create(client: ContractClient, name: str, qty: int = 5) -> dict[str, Any]:
     return item
 
 
-def row(database: Database, item_id: str) -> dict[str, Any] | None:
+def row(module_database: Database, item_id: str) -> dict[str, Any] | None:
     """The stored row of ``item_id`` (of whichever tenant), or None."""
-    return next((r for r in db.items(database) if r["id"] == item_id), None)
-
-
-def assert_problem(response: requests.Response, status: int, kind: str) -> dict[str, Any]:
-    """``status`` as problem+json of type ``kind``; the problem document."""
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    assert response.headers["Content-Type"].split(";")[0] == "application/problem+json"
-    problem: dict[str, Any] = response.json()
-    assert problem["type"] == kind
-    assert problem["status"] == status
-    assert problem["title"]
-    assert problem["detail"]
-    return problem
-
-
-def error_fields(problem: dict[str, Any]) -> set[str]:
-    return {error["field"] for error in problem["errors"]}
+    return next((r for r in db.items(module_database) if r["id"] == item_id), None)
 
 
 def walk(client: ContractClient, query: str) -> list[list[dict[str, Any]]]:
@@ -156,9 +85,9 @@ def missing_id() -> str:
 
 
 def test_create_answers_201_with_location_etag_and_the_stored_item(
-    writer: ContractClient, database: Database, tenant: str
+    fresh_writer: ContractClient, module_database: Database, fresh_tenant: str
 ) -> None:
-    response = writer.post("/items", json={"name": "apple", "qty": 5})
+    response = fresh_writer.post("/items", json={"name": "apple", "qty": 5})
 
     assert response.status_code == 201
     item = response.json()
@@ -168,10 +97,10 @@ def test_create_answers_201_with_location_etag_and_the_stored_item(
     assert item["qty"] == 5
     assert item["version"] == 1
     assert item["created_at"] == item["updated_at"]
-    assert db.items(database, tenant) == [
-        {**item, "tenant": tenant, "name_key": "apple"},
+    assert db.items(module_database, fresh_tenant) == [
+        {**item, "tenant": fresh_tenant, "name_key": "apple"},
     ]
-    assert writer.get(response.headers["Location"]).json() == item
+    assert fresh_writer.get(response.headers["Location"]).json() == item
 
 
 @pytest.mark.parametrize(
@@ -187,12 +116,16 @@ def test_create_answers_201_with_location_etag_and_the_stored_item(
     ids=["padded", "newline", "unicode-spaces", "nfd", "angstrom-sign", "200-code-points"],
 )
 def test_create_stores_the_name_nfc_normalized_and_stripped_with_its_case_fold(
-    writer: ContractClient, database: Database, sent: str, stored: str, tenant: str
+    fresh_writer: ContractClient,
+    module_database: Database,
+    sent: str,
+    stored: str,
+    fresh_tenant: str,
 ) -> None:
-    item = create(writer, sent)
+    item = create(fresh_writer, sent)
 
     assert item["name"] == stored
-    [stored_row] = db.items(database, tenant)
+    [stored_row] = db.items(module_database, fresh_tenant)
     assert stored_row["name"] == stored
     assert stored_row["name_key"] == stored.casefold()
     assert unicodedata.is_normalized("NFC", stored_row["name"])
@@ -200,12 +133,12 @@ def test_create_stores_the_name_nfc_normalized_and_stripped_with_its_case_fold(
 
 @pytest.mark.parametrize("qty", [0, QTY_MAX])
 def test_create_accepts_every_quantity_from_zero_to_qty_max(
-    writer: ContractClient, database: Database, qty: int, tenant: str
+    fresh_writer: ContractClient, module_database: Database, qty: int, fresh_tenant: str
 ) -> None:
-    item = create(writer, "apple", qty)
+    item = create(fresh_writer, "apple", qty)
 
     assert item["qty"] == qty
-    assert [r["qty"] for r in db.items(database, tenant)] == [qty]
+    assert [r["qty"] for r in db.items(module_database, fresh_tenant)] == [qty]
 
 
 @pytest.mark.parametrize(
@@ -217,50 +150,50 @@ def test_create_accepts_every_quantity_from_zero_to_qty_max(
     ],
 )
 def test_create_accepts_json_declared_in_any_spelling_of_utf_8(
-    writer: ContractClient, database: Database, content_type: str, tenant: str
+    fresh_writer: ContractClient, module_database: Database, content_type: str, fresh_tenant: str
 ) -> None:
-    response = writer.post(
+    response = fresh_writer.post(
         "/items", data=b'{"name":"apple","qty":5}', headers={"Content-Type": content_type}
     )
 
     assert response.status_code == 201, response.text
-    assert names(db.items(database, tenant)) == ["apple"]
+    assert names(db.items(module_database, fresh_tenant)) == ["apple"]
 
 
 def test_create_accepts_a_body_of_exactly_64_kib(
-    writer: ContractClient, database: Database, tenant: str
+    fresh_writer: ContractClient, module_database: Database, fresh_tenant: str
 ) -> None:
     body = b'{"name":"apple","qty":5}'
     body = body[:-1] + b" " * (64 * 1024 - len(body)) + b"}"
     assert len(body) == 64 * 1024
 
-    response = writer.post("/items", data=body, headers={"Content-Type": "application/json"})
+    response = fresh_writer.post("/items", data=body, headers={"Content-Type": "application/json"})
 
     assert response.status_code == 201, response.text
-    assert names(db.items(database, tenant)) == ["apple"]
+    assert names(db.items(module_database, fresh_tenant)) == ["apple"]
 
 
 # --- getItem -------------------------------------------------------------------------
 
 
 def test_get_returns_the_stored_item_with_its_current_etag(
-    writer: ContractClient, reader: ContractClient, database: Database
+    fresh_writer: ContractClient, fresh_reader: ContractClient, module_database: Database
 ) -> None:
-    item = create(writer, "apple")
-    adjusted = writer.post(f"/items/{item['id']}/adjustments", json={"delta": 2}).json()
+    item = create(fresh_writer, "apple")
+    adjusted = fresh_writer.post(f"/items/{item['id']}/adjustments", json={"delta": 2}).json()
 
-    response = reader.get(f"/items/{item['id']}")
+    response = fresh_reader.get(f"/items/{item['id']}")
 
     assert response.status_code == 200
     assert response.headers["ETag"] == '"2"'
     assert response.json() == adjusted
-    stored = row(database, item["id"])
+    stored = row(module_database, item["id"])
     assert stored is not None
     assert response.json() == {k: v for k, v in stored.items() if k not in {"tenant", "name_key"}}
 
 
-def test_get_of_a_missing_item_is_404(reader: ContractClient) -> None:
-    assert_problem(reader.get(f"/items/{missing_id()}"), 404, NOT_FOUND)
+def test_get_of_a_missing_item_is_404(fresh_reader: ContractClient) -> None:
+    assert_problem(fresh_reader.get(f"/items/{missing_id()}"), 404, NOT_FOUND)
 
 
 # --- listItems -----------------------------------------------------------------------
@@ -283,12 +216,15 @@ LISTED = [
 
 
 def test_list_orders_items_by_case_folded_name_in_code_point_order(
-    writer: ContractClient, reader: ContractClient, database: Database, tenant: str
+    fresh_writer: ContractClient,
+    fresh_reader: ContractClient,
+    module_database: Database,
+    fresh_tenant: str,
 ) -> None:
     for name in LISTED:
-        create(writer, name)
+        create(fresh_writer, name)
 
-    page = reader.get("/items").json()
+    page = fresh_reader.get("/items").json()
 
     # Code-point order of the case fold: "10" < "9", "strasse" < "straw", "zulu" < "äpfel"
     # < "éclair" (no locale collation, and casefold, not lower, for "Straße").
@@ -296,34 +232,38 @@ def test_list_orders_items_by_case_folded_name_in_code_point_order(
     assert names(page["items"]) == expected
     assert expected.index("Stra\u00dfe") < expected.index("straw")
     assert page["next_cursor"] is None
-    assert names(db.items(database, tenant)) == expected
+    assert names(db.items(module_database, fresh_tenant)) == expected
 
 
 @pytest.mark.parametrize("limit", [1, 3, 5, 1000])
 def test_walking_the_pages_yields_every_item_exactly_once_in_order(
-    writer: ContractClient, reader: ContractClient, database: Database, limit: int, tenant: str
+    fresh_writer: ContractClient,
+    fresh_reader: ContractClient,
+    module_database: Database,
+    limit: int,
+    fresh_tenant: str,
 ) -> None:
     for i in range(10):
-        create(writer, f"item {(i * 7) % 10}")
+        create(fresh_writer, f"item {(i * 7) % 10}")
 
-    pages = walk(reader, f"limit={limit}")
+    pages = walk(fresh_reader, f"limit={limit}")
 
     assert len(pages) == math.ceil(10 / limit)
     assert all(len(page) == limit for page in pages[:-1])
     assert 1 <= len(pages[-1]) <= limit
     walked = [item["id"] for page in pages for item in page]
-    assert walked == [r["id"] for r in db.items(database, tenant)]
+    assert walked == [r["id"] for r in db.items(module_database, fresh_tenant)]
     assert len(set(walked)) == 10
 
 
 def test_a_page_without_limit_holds_100_items(
-    writer: ContractClient, reader: ContractClient
+    fresh_writer: ContractClient, fresh_reader: ContractClient
 ) -> None:
     with ThreadPoolExecutor(8) as pool:  # concurrent writes share commits: quicker
-        list(pool.map(lambda i: create(writer, f"item {i:03d}"), range(101)))
+        list(pool.map(lambda i: create(fresh_writer, f"item {i:03d}"), range(101)))
 
-    first = reader.get("/items").json()
-    second = reader.get(f"/items?cursor={first['next_cursor']}").json()
+    first = fresh_reader.get("/items").json()
+    second = fresh_reader.get(f"/items?cursor={first['next_cursor']}").json()
 
     assert len(first["items"]) == 100
     assert names(second["items"]) == ["item 100"]
@@ -331,15 +271,15 @@ def test_a_page_without_limit_holds_100_items(
 
 
 def test_a_cursor_stays_valid_across_writes_and_never_revisits_items(
-    writer: ContractClient, reader: ContractClient
+    fresh_writer: ContractClient, fresh_reader: ContractClient
 ) -> None:
     for name in ("b", "d", "f"):
-        create(writer, name)
-    first = reader.get("/items?limit=2").json()
+        create(fresh_writer, name)
+    first = fresh_reader.get("/items?limit=2").json()
     for name in ("a", "c", "e"):
-        create(writer, name)
+        create(fresh_writer, name)
 
-    rest = walk(reader, f"limit=2&cursor={first['next_cursor']}")
+    rest = walk(fresh_reader, f"limit=2&cursor={first['next_cursor']}")
 
     assert names(first["items"]) == ["b", "d"]
     assert [names(page) for page in rest] == [["e", "f"]]
@@ -382,34 +322,34 @@ PREFIXED = [
     ],
 )
 def test_name_prefix_matches_the_start_of_the_case_folded_nfc_name(
-    writer: ContractClient, reader: ContractClient, prefix: str, expected: list[str]
+    fresh_writer: ContractClient, fresh_reader: ContractClient, prefix: str, expected: list[str]
 ) -> None:
     for name in PREFIXED:
-        create(writer, name)
+        create(fresh_writer, name)
 
-    response = reader.get("/items", params={"name_prefix": prefix})
+    response = fresh_reader.get("/items", params={"name_prefix": prefix})
 
     assert response.status_code == 200
     assert names(response.json()["items"]) == expected
 
 
 def test_name_prefix_pages_walk_only_the_matching_items(
-    writer: ContractClient, reader: ContractClient
+    fresh_writer: ContractClient, fresh_reader: ContractClient
 ) -> None:
     for name in PREFIXED:
-        create(writer, name)
+        create(fresh_writer, name)
 
-    pages = walk(reader, "limit=1&name_prefix=APP")
+    pages = walk(fresh_reader, "limit=1&name_prefix=APP")
 
     assert [names(page) for page in pages] == [["Apple"], ["apple pie"], ["Applesauce"]]
 
 
 def test_a_name_prefix_no_name_can_hold_finds_nothing(
-    writer: ContractClient, reader: ContractClient
+    fresh_writer: ContractClient, fresh_reader: ContractClient
 ) -> None:
-    create(writer, "apple")
+    create(fresh_writer, "apple")
 
-    response = reader.get("/items", params={"name_prefix": "\x00"})
+    response = fresh_reader.get("/items", params={"name_prefix": "\x00"})
 
     assert response.status_code == 200, response.text
     assert response.json() == {"items": [], "next_cursor": None}
@@ -417,20 +357,20 @@ def test_a_name_prefix_no_name_can_hold_finds_nothing(
 
 @pytest.mark.parametrize("limit", [1, 1000])
 def test_limit_accepts_1_to_1000(
-    writer: ContractClient, reader: ContractClient, limit: int
+    fresh_writer: ContractClient, fresh_reader: ContractClient, limit: int
 ) -> None:
     for name in ("a", "b", "c"):
-        create(writer, name)
+        create(fresh_writer, name)
 
-    page = reader.get(f"/items?limit={limit}").json()
+    page = fresh_reader.get(f"/items?limit={limit}").json()
 
     assert names(page["items"]) == ["a", "b", "c"][:limit]
     assert (page["next_cursor"] is None) == (limit >= 3)
 
 
 @pytest.mark.parametrize("limit", ["0", "1001", "-1", "abc", "", "99999999999999999999999"])
-def test_a_limit_outside_1_to_1000_is_400(reader: ContractClient, limit: str) -> None:
-    problem = assert_problem(reader.get(f"/items?limit={limit}"), 400, VALIDATION)
+def test_a_limit_outside_1_to_1000_is_400(fresh_reader: ContractClient, limit: str) -> None:
+    problem = assert_problem(fresh_reader.get(f"/items?limit={limit}"), 400, VALIDATION)
 
     assert "query.limit" in error_fields(problem)
 
@@ -441,18 +381,18 @@ def test_a_limit_outside_1_to_1000_is_400(reader: ContractClient, limit: str) ->
     ids=["not-base64url", "bad-length", "not-utf8", "nul-key", "empty", "too-long"],
 )
 def test_a_garbage_cursor_is_400(
-    writer: ContractClient, reader: ContractClient, cursor: str
+    fresh_writer: ContractClient, fresh_reader: ContractClient, cursor: str
 ) -> None:
-    create(writer, "apple")
+    create(fresh_writer, "apple")
 
-    problem = assert_problem(reader.get(f"/items?cursor={cursor}"), 400, VALIDATION)
+    problem = assert_problem(fresh_reader.get(f"/items?cursor={cursor}"), 400, VALIDATION)
 
     assert "query.cursor" in error_fields(problem)
 
 
-def test_a_name_prefix_over_200_characters_is_400(reader: ContractClient) -> None:
+def test_a_name_prefix_over_200_characters_is_400(fresh_reader: ContractClient) -> None:
     problem = assert_problem(
-        reader.get("/items", params={"name_prefix": "a" * 201}), 400, VALIDATION
+        fresh_reader.get("/items", params={"name_prefix": "a" * 201}), 400, VALIDATION
     )
 
     assert "query.name_prefix" in error_fields(problem)
@@ -473,16 +413,16 @@ def test_a_name_prefix_over_200_characters_is_400(reader: ContractClient) -> Non
     ids=["name", "qty", "both", "normalized-name", "qty-max"],
 )
 def test_update_changes_exactly_the_fields_sent_and_bumps_the_version(
-    writer: ContractClient,
-    database: Database,
+    fresh_writer: ContractClient,
+    module_database: Database,
     change: dict[str, Any],
     name: str,
     qty: int,
-    tenant: str,
+    fresh_tenant: str,
 ) -> None:
-    item = create(writer, "apple", 5)
+    item = create(fresh_writer, "apple", 5)
 
-    response = writer.patch(f"/items/{item['id']}", json=change)
+    response = fresh_writer.patch(f"/items/{item['id']}", json=change)
 
     assert response.status_code == 200, response.text
     assert response.headers["ETag"] == '"2"'
@@ -490,51 +430,53 @@ def test_update_changes_exactly_the_fields_sent_and_bumps_the_version(
     assert (updated["name"], updated["qty"], updated["version"]) == (name, qty, 2)
     assert updated["created_at"] == item["created_at"]
     assert updated["updated_at"] >= item["updated_at"]
-    assert db.items(database, tenant) == [
-        {**updated, "tenant": tenant, "name_key": name.casefold()},
+    assert db.items(module_database, fresh_tenant) == [
+        {**updated, "tenant": fresh_tenant, "name_key": name.casefold()},
     ]
 
 
 def test_an_update_that_changes_nothing_still_bumps_the_version(
-    writer: ContractClient, database: Database
+    fresh_writer: ContractClient, module_database: Database
 ) -> None:
-    item = create(writer, "apple", 5)
+    item = create(fresh_writer, "apple", 5)
 
-    first = writer.patch(f"/items/{item['id']}", json={"name": "apple", "qty": 5})
-    second = writer.patch(f"/items/{item['id']}", json={"qty": 5})
+    first = fresh_writer.patch(f"/items/{item['id']}", json={"name": "apple", "qty": 5})
+    second = fresh_writer.patch(f"/items/{item['id']}", json={"qty": 5})
 
     assert [first.json()["version"], second.json()["version"]] == [2, 3]
     assert second.headers["ETag"] == '"3"'
-    stored = row(database, item["id"])
+    stored = row(module_database, item["id"])
     assert stored is not None
     assert (stored["name"], stored["qty"], stored["version"]) == ("apple", 5, 3)
 
 
 def test_renaming_an_item_to_a_case_variant_of_its_own_name_is_allowed(
-    writer: ContractClient, database: Database
+    fresh_writer: ContractClient, module_database: Database
 ) -> None:
-    item = create(writer, "apple")
+    item = create(fresh_writer, "apple")
 
-    response = writer.patch(f"/items/{item['id']}", json={"name": "APPLE"})
+    response = fresh_writer.patch(f"/items/{item['id']}", json={"name": "APPLE"})
 
     assert response.status_code == 200, response.text
-    stored = row(database, item["id"])
+    stored = row(module_database, item["id"])
     assert stored is not None
     assert (stored["name"], stored["name_key"], stored["version"]) == ("APPLE", "apple", 2)
 
 
 @pytest.mark.parametrize("if_match", ['"2"', '"1", "2"', "*"], ids=["current", "list", "star"])
 def test_an_update_whose_if_match_matches_applies(
-    writer: ContractClient, database: Database, if_match: str
+    fresh_writer: ContractClient, module_database: Database, if_match: str
 ) -> None:
-    item = create(writer, "apple")
-    writer.patch(f"/items/{item['id']}", json={"qty": 6})
+    item = create(fresh_writer, "apple")
+    fresh_writer.patch(f"/items/{item['id']}", json={"qty": 6})
 
-    response = writer.patch(f"/items/{item['id']}", json={"qty": 7}, headers={"If-Match": if_match})
+    response = fresh_writer.patch(
+        f"/items/{item['id']}", json={"qty": 7}, headers={"If-Match": if_match}
+    )
 
     assert response.status_code == 200, response.text
     assert response.headers["ETag"] == '"3"'
-    stored = row(database, item["id"])
+    stored = row(module_database, item["id"])
     assert stored is not None
     assert (stored["qty"], stored["version"]) == (7, 3)
 
@@ -545,87 +487,89 @@ def test_an_update_whose_if_match_matches_applies(
     ids=["stale", "future", "weak-current", "weak-stale", "unquoted"],
 )
 def test_an_update_whose_if_match_does_not_match_is_412_and_changes_nothing(
-    writer: ContractClient, database: Database, if_match: str
+    fresh_writer: ContractClient, module_database: Database, if_match: str
 ) -> None:
-    item = create(writer, "apple")
-    writer.patch(f"/items/{item['id']}", json={"qty": 6})
-    before = db.snapshot(database)
+    item = create(fresh_writer, "apple")
+    fresh_writer.patch(f"/items/{item['id']}", json={"qty": 6})
+    before = db.snapshot(module_database)
 
-    response = writer.patch(
+    response = fresh_writer.patch(
         f"/items/{item['id']}", json={"name": "pear", "qty": 7}, headers={"If-Match": if_match}
     )
 
     assert_problem(response, 412, PRECONDITION_FAILED)
-    assert db.snapshot(database) == before
+    assert db.snapshot(module_database) == before
 
 
 @pytest.mark.parametrize("if_match", [None, '"1"'], ids=["plain", "if-match"])
 def test_an_update_of_a_missing_item_is_404_and_changes_nothing(
-    writer: ContractClient, database: Database, if_match: str | None
+    fresh_writer: ContractClient, module_database: Database, if_match: str | None
 ) -> None:
-    create(writer, "apple")
-    before = db.snapshot(database)
+    create(fresh_writer, "apple")
+    before = db.snapshot(module_database)
     headers = {} if if_match is None else {"If-Match": if_match}
 
-    response = writer.patch(f"/items/{missing_id()}", json={"qty": 1}, headers=headers)
+    response = fresh_writer.patch(f"/items/{missing_id()}", json={"qty": 1}, headers=headers)
 
     assert_problem(response, 404, NOT_FOUND)
-    assert db.snapshot(database) == before
+    assert db.snapshot(module_database) == before
 
 
 # --- deleteItem ----------------------------------------------------------------------
 
 
 def test_delete_answers_204_and_removes_the_row(
-    writer: ContractClient, database: Database, tenant: str
+    fresh_writer: ContractClient, module_database: Database, fresh_tenant: str
 ) -> None:
-    item = create(writer, "apple")
-    keep = create(writer, "pear")
+    item = create(fresh_writer, "apple")
+    keep = create(fresh_writer, "pear")
 
-    response = writer.delete(f"/items/{item['id']}")
+    response = fresh_writer.delete(f"/items/{item['id']}")
 
     assert response.status_code == 204
     assert response.content == b""
-    assert [r["id"] for r in db.items(database, tenant)] == [keep["id"]]
-    assert_problem(writer.get(f"/items/{item['id']}"), 404, NOT_FOUND)
+    assert [r["id"] for r in db.items(module_database, fresh_tenant)] == [keep["id"]]
+    assert_problem(fresh_writer.get(f"/items/{item['id']}"), 404, NOT_FOUND)
 
 
 def test_deleting_again_is_204_and_changes_nothing(
-    writer: ContractClient, database: Database
+    fresh_writer: ContractClient, module_database: Database
 ) -> None:
-    item = create(writer, "apple")
-    create(writer, "pear")
-    assert writer.delete(f"/items/{item['id']}").status_code == 204
-    before = db.snapshot(database)
+    item = create(fresh_writer, "apple")
+    create(fresh_writer, "pear")
+    assert fresh_writer.delete(f"/items/{item['id']}").status_code == 204
+    before = db.snapshot(module_database)
 
-    response = writer.delete(f"/items/{item['id']}")
+    response = fresh_writer.delete(f"/items/{item['id']}")
 
     assert response.status_code == 204
-    assert db.snapshot(database) == before
+    assert db.snapshot(module_database) == before
 
 
 def test_deleting_an_id_that_never_existed_is_204_and_changes_nothing(
-    writer: ContractClient, database: Database
+    fresh_writer: ContractClient, module_database: Database
 ) -> None:
-    create(writer, "apple")
-    before = db.snapshot(database)
+    create(fresh_writer, "apple")
+    before = db.snapshot(module_database)
 
-    response = writer.delete(f"/items/{missing_id()}")
+    response = fresh_writer.delete(f"/items/{missing_id()}")
 
     assert response.status_code == 204
-    assert db.snapshot(database) == before
+    assert db.snapshot(module_database) == before
 
 
 def test_a_name_is_free_again_once_its_item_is_deleted(
-    writer: ContractClient, database: Database, tenant: str
+    fresh_writer: ContractClient, module_database: Database, fresh_tenant: str
 ) -> None:
-    item = create(writer, "apple")
-    writer.delete(f"/items/{item['id']}")
+    item = create(fresh_writer, "apple")
+    fresh_writer.delete(f"/items/{item['id']}")
 
-    again = create(writer, "APPLE")
+    again = create(fresh_writer, "APPLE")
 
     assert again["id"] != item["id"]
-    assert [(r["id"], r["name"]) for r in db.items(database, tenant)] == [(again["id"], "APPLE")]
+    assert [(r["id"], r["name"]) for r in db.items(module_database, fresh_tenant)] == [
+        (again["id"], "APPLE")
+    ]
 
 
 # --- adjustItem ----------------------------------------------------------------------
@@ -644,16 +588,16 @@ def test_a_name_is_free_again_once_its_item_is_deleted(
     ids=["add", "subtract", "to-zero", "to-max", "zero-to-max", "max-to-zero"],
 )
 def test_an_adjustment_adds_the_delta_and_bumps_the_version(
-    writer: ContractClient, database: Database, start: int, delta: int, end: int
+    fresh_writer: ContractClient, module_database: Database, start: int, delta: int, end: int
 ) -> None:
-    item = create(writer, "apple", start)
+    item = create(fresh_writer, "apple", start)
 
-    response = writer.post(f"/items/{item['id']}/adjustments", json={"delta": delta})
+    response = fresh_writer.post(f"/items/{item['id']}/adjustments", json={"delta": delta})
 
     assert response.status_code == 200, response.text
     assert response.headers["ETag"] == '"2"'
     assert (response.json()["qty"], response.json()["version"]) == (end, 2)
-    stored = row(database, item["id"])
+    stored = row(module_database, item["id"])
     assert stored is not None
     assert (stored["qty"], stored["version"]) == (end, 2)
 
@@ -664,40 +608,42 @@ def test_an_adjustment_adds_the_delta_and_bumps_the_version(
     ids=["below-zero", "zero-minus-one", "max-plus-one", "over-max"],
 )
 def test_an_adjustment_leaving_the_quantity_range_is_409_and_changes_nothing(
-    writer: ContractClient, database: Database, start: int, delta: int
+    fresh_writer: ContractClient, module_database: Database, start: int, delta: int
 ) -> None:
-    item = create(writer, "apple", start)
-    before = db.snapshot(database)
+    item = create(fresh_writer, "apple", start)
+    before = db.snapshot(module_database)
 
-    response = writer.post(f"/items/{item['id']}/adjustments", json={"delta": delta})
+    response = fresh_writer.post(f"/items/{item['id']}/adjustments", json={"delta": delta})
 
     assert_problem(response, 409, OUT_OF_RANGE)
-    assert db.snapshot(database) == before
+    assert db.snapshot(module_database) == before
 
 
 def test_an_adjustment_of_a_missing_item_is_404_and_changes_nothing(
-    writer: ContractClient, database: Database
+    fresh_writer: ContractClient, module_database: Database
 ) -> None:
-    create(writer, "apple")
-    before = db.snapshot(database)
+    create(fresh_writer, "apple")
+    before = db.snapshot(module_database)
 
-    response = writer.post(f"/items/{missing_id()}/adjustments", json={"delta": 1})
+    response = fresh_writer.post(f"/items/{missing_id()}/adjustments", json={"delta": 1})
 
     assert_problem(response, 404, NOT_FOUND)
-    assert db.snapshot(database) == before
+    assert db.snapshot(module_database) == before
 
 
 @pytest.mark.parametrize("reason", ["  sold to Zo\u00eb \n", "r" * 200])
 def test_an_adjustment_accepts_a_reason_and_does_not_store_it(
-    writer: ContractClient, database: Database, reason: str, tenant: str
+    fresh_writer: ContractClient, module_database: Database, reason: str, fresh_tenant: str
 ) -> None:
-    item = create(writer, "apple", 5)
+    item = create(fresh_writer, "apple", 5)
 
-    response = writer.post(f"/items/{item['id']}/adjustments", json={"delta": -2, "reason": reason})
+    response = fresh_writer.post(
+        f"/items/{item['id']}/adjustments", json={"delta": -2, "reason": reason}
+    )
 
     assert response.status_code == 200, response.text
     assert response.json()["qty"] == 3
-    [stored] = db.items(database, tenant)
+    [stored] = db.items(module_database, fresh_tenant)
     assert set(stored) == ITEM_COLUMNS
     assert (stored["qty"], stored["version"]) == (3, 2)
 
@@ -705,15 +651,15 @@ def test_an_adjustment_accepts_a_reason_and_does_not_store_it(
 # --- meta routes and routing errors --------------------------------------------------
 
 
-def test_healthz_answers_without_a_key(anonymous: ContractClient) -> None:
-    response = anonymous.get("/healthz")
+def test_healthz_answers_without_a_key(module_anonymous: ContractClient) -> None:
+    response = module_anonymous.get("/healthz")
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_the_contract_is_served_without_a_key(anonymous: ContractClient) -> None:
-    response = anonymous.get("/openapi.yaml")
+def test_the_contract_is_served_without_a_key(module_anonymous: ContractClient) -> None:
+    response = module_anonymous.get("/openapi.yaml")
 
     assert response.status_code == 200
     assert response.headers["Content-Type"].split(";")[0] == "application/yaml"
@@ -721,8 +667,8 @@ def test_the_contract_is_served_without_a_key(anonymous: ContractClient) -> None
 
 
 @pytest.mark.parametrize("path", ["/nowhere", "/item", "/items/", "/items/{id}/nope"])
-def test_an_unknown_path_is_a_404_problem(writer: ContractClient, path: str) -> None:
-    response = writer.get(path.replace("{id}", missing_id()))
+def test_an_unknown_path_is_a_404_problem(fresh_writer: ContractClient, path: str) -> None:
+    response = fresh_writer.get(path.replace("{id}", missing_id()))
 
     assert_problem(response, 404, NOT_FOUND)
 
@@ -738,16 +684,20 @@ def test_an_unknown_path_is_a_404_problem(writer: ContractClient, path: str) -> 
     ],
 )
 def test_a_wrong_method_is_405_with_allow_and_changes_nothing(
-    writer: ContractClient, database: Database, method: str, path: str, allowed: set[str]
+    fresh_writer: ContractClient,
+    module_database: Database,
+    method: str,
+    path: str,
+    allowed: set[str],
 ) -> None:
-    item = create(writer, "apple")
-    before = db.snapshot(database)
+    item = create(fresh_writer, "apple")
+    before = db.snapshot(module_database)
 
-    response = writer.request(method, path.replace("{id}", item["id"]), json={"qty": 1})
+    response = fresh_writer.request(method, path.replace("{id}", item["id"]), json={"qty": 1})
 
     assert_problem(response, 405, METHOD_NOT_ALLOWED)
     assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
-    assert db.snapshot(database) == before
+    assert db.snapshot(module_database) == before
 
 
 # --- unique names --------------------------------------------------------------------
@@ -768,116 +718,39 @@ def test_a_wrong_method_is_405_with_allow_and_changes_nothing(
     ids=["exact", "case", "upper", "padded", "nfd", "nfd-stored-upper", "casefold", "compat"],
 )
 def test_creating_a_duplicate_name_is_409_and_changes_nothing(
-    writer: ContractClient, database: Database, existing: str, duplicate: str
+    fresh_writer: ContractClient, module_database: Database, existing: str, duplicate: str
 ) -> None:
-    create(writer, existing)
-    before = db.snapshot(database)
+    create(fresh_writer, existing)
+    before = db.snapshot(module_database)
 
-    response = writer.post("/items", json={"name": duplicate, "qty": 1})
+    response = fresh_writer.post("/items", json={"name": duplicate, "qty": 1})
 
     assert_problem(response, 409, NAME_TAKEN)
-    assert db.snapshot(database) == before
+    assert db.snapshot(module_database) == before
 
 
 @pytest.mark.parametrize("duplicate", ["Apple", "apple", "  APPLE\t"])
 def test_renaming_to_another_items_name_is_409_and_changes_nothing(
-    writer: ContractClient, database: Database, duplicate: str
+    fresh_writer: ContractClient, module_database: Database, duplicate: str
 ) -> None:
-    create(writer, "Apple")
-    other = create(writer, "pear")
-    before = db.snapshot(database)
+    create(fresh_writer, "Apple")
+    other = create(fresh_writer, "pear")
+    before = db.snapshot(module_database)
 
-    response = writer.patch(f"/items/{other['id']}", json={"name": duplicate, "qty": 9})
+    response = fresh_writer.patch(f"/items/{other['id']}", json={"name": duplicate, "qty": 9})
 
     assert_problem(response, 409, NAME_TAKEN)
-    assert db.snapshot(database) == before
+    assert db.snapshot(module_database) == before
 
 
 def test_renaming_onto_an_nfd_spelling_of_another_items_name_is_409(
-    writer: ContractClient, database: Database
+    fresh_writer: ContractClient, module_database: Database
 ) -> None:
-    create(writer, "caf\u00e9")
-    other = create(writer, "tea")
-    before = db.snapshot(database)
+    create(fresh_writer, "caf\u00e9")
+    other = create(fresh_writer, "tea")
+    before = db.snapshot(module_database)
 
-    response = writer.patch(f"/items/{other['id']}", json={"name": "CAFE\u0301"})
+    response = fresh_writer.patch(f"/items/{other['id']}", json={"name": "CAFE\u0301"})
 
     assert_problem(response, 409, NAME_TAKEN)
-    assert db.snapshot(database) == before
-
-
-# --- tenants -------------------------------------------------------------------------
-
-
-def test_the_same_name_may_exist_once_in_each_tenant(
-    writer: ContractClient,
-    other_tenant: ContractClient,
-    database: Database,
-    tenant: str,
-    other_tenant_name: str,
-) -> None:
-    mine = create(writer, "apple")
-    theirs = create(other_tenant, "APPLE")
-
-    assert [r["id"] for r in db.items(database, tenant)] == [mine["id"]]
-    assert [r["id"] for r in db.items(database, other_tenant_name)] == [theirs["id"]]
-
-
-@pytest.mark.parametrize(
-    ("method", "suffix", "body"),
-    [
-        ("GET", "", None),
-        ("PATCH", "", {"qty": 1}),
-        ("POST", "/adjustments", {"delta": 1}),
-    ],
-    ids=["get", "patch", "adjust"],
-)
-def test_another_tenants_item_is_404_and_changes_nothing(
-    writer: ContractClient,
-    other_tenant: ContractClient,
-    database: Database,
-    method: str,
-    suffix: str,
-    body: dict[str, int] | None,
-) -> None:
-    theirs = create(other_tenant, "apple")
-    before = db.snapshot(database)
-
-    response = writer.request(method, f"/items/{theirs['id']}{suffix}", json=body)
-
-    problem = assert_problem(response, 404, NOT_FOUND)
-    nobody = missing_id()
-    missing = assert_problem(
-        writer.request(method, f"/items/{nobody}{suffix}", json=body), 404, NOT_FOUND
-    )
-    assert {**problem, "detail": problem["detail"].replace(theirs["id"], "ID")} == {
-        **missing,
-        "detail": missing["detail"].replace(nobody, "ID"),
-    }
-    assert db.snapshot(database) == before
-
-
-def test_deleting_another_tenants_item_is_204_and_leaves_it_in_place(
-    writer: ContractClient, other_tenant: ContractClient, database: Database
-) -> None:
-    theirs = create(other_tenant, "apple")
-    before = db.snapshot(database)
-
-    response = writer.delete(f"/items/{theirs['id']}")
-
-    assert response.status_code == 204
-    assert db.snapshot(database) == before
-    assert other_tenant.get(f"/items/{theirs['id']}").status_code == 200
-
-
-def test_each_tenant_lists_only_its_own_items(
-    writer: ContractClient, other_tenant: ContractClient, reader: ContractClient
-) -> None:
-    mine = [create(writer, name)["id"] for name in ("apple", "pear")]
-    theirs = [create(other_tenant, name)["id"] for name in ("apple", "fig", "kiwi")]
-
-    assert [i["id"] for i in reader.get("/items").json()["items"]] == mine
-    assert [i["id"] for i in other_tenant.get("/items").json()["items"]] == theirs
-    assert [i["id"] for i in other_tenant.get("/items?name_prefix=ap").json()["items"]] == [
-        theirs[0]
-    ]
+    assert db.snapshot(module_database) == before

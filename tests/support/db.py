@@ -85,6 +85,11 @@ async def _postgres_execute(url: str, sql: str) -> None:
         await db.close()
 
 
+def key_id(key: str) -> str:
+    """The public id of an API key: what lies between its first and second ``_``."""
+    return key.split("_")[1]
+
+
 def secret_part(key: str) -> str:
     """What follows the second ``_`` of an API key: its random secret."""
     return key.split("_", 2)[2]

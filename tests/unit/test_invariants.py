@@ -1,4 +1,4 @@
-"""The invariants of DESIGN §3, held against an independent oracle written here.
+"""The invariants (README, "The invariants"), held against an independent oracle written here.
 
 ``model.invariants`` is the single home of normalization and validation; these tests
 restate each rule in the plainest Python they can (``_name_ok``, ``_qty_ok``, ``_delta_ok``)
@@ -67,7 +67,7 @@ NAME = TEXT | LONG_TEXT | JSON
 
 
 def _name_ok(name: object) -> bool:
-    """DESIGN §3 for a name as sent, restated (plus the contract's maxLength as sent)."""
+    """README's invariants for a name as sent, restated (plus the contract's maxLength as sent)."""
     if not isinstance(name, str) or len(name) > NAME_MAX:
         return False
     stored = unicodedata.normalize("NFC", name).strip()

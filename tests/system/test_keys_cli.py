@@ -8,10 +8,8 @@ keys (``LiveServer`` over the same file, also while the CLI changes it under its
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import requests
@@ -20,45 +18,23 @@ from service.auth import new_key
 from service.store import open_store
 from tests.support import db
 from tests.support.contract import ContractClient, check_response
-from tests.support.db import assert_no_secret_in_files, secret_part
+from tests.support.db import assert_no_secret_in_files, key_id, secret_part, url_of
+from tests.support.processes import run_inventories
 from tests.support.server import LiveServer
 
-INVENTORY = Path(sys.executable).parent / "inventory"
 KEY_LINE = re.compile(r"^inv_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-# The commands must take the database from --database alone, whatever the environment says.
-ENV = {name: value for name, value in os.environ.items() if not name.startswith("INVENTORY_")}
 
 
 def run(database: Path, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
     """Run these ``inventory`` commands on ``database`` at the same time; their outcomes."""
-    processes = [
-        subprocess.Popen(
-            [str(INVENTORY), *command, "--database", f"sqlite:///{database}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-            cwd=database.parent,
-        )
-        for command in commands
-    ]
-    outcomes = []
-    for command, process in zip(commands, processes, strict=True):
-        stdout, stderr = process.communicate(timeout=60)
-        outcomes.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
-    return outcomes
-
-
-def inventory(database: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    """Run one ``inventory`` command on ``database``."""
-    [outcome] = run(database, list(command))
-    return outcome
+    on_database = ([*command, "--database", url_of(database)] for command in commands)
+    return run_inventories(*on_database, cwd=database.parent)
 
 
 def create_key(database: Path, tenant: str, role: str) -> str:
     """A key made by ``inventory keys create``; the command must succeed."""
-    outcome = inventory(database, "keys", "create", "--tenant", tenant, "--role", role)
+    [outcome] = run(database, ["keys", "create", "--tenant", tenant, "--role", role])
     assert outcome.returncode == 0, outcome.stderr
     return outcome.stdout.strip()
 
@@ -79,10 +55,6 @@ def seed(database: Path, *specs: tuple[str, str]) -> list[str]:
             await store.close()
 
     return asyncio.run(add())
-
-
-def key_id(key: str) -> str:
-    return key.split("_")[1]
 
 
 def key_rows(database: Path) -> dict[str, tuple[object, ...]]:
@@ -111,7 +83,7 @@ def test_keys_create_prints_the_key_alone_on_one_line_and_stores_only_a_hash(
 ) -> None:
     database = tmp_path / "x.db"
 
-    outcome = inventory(database, "keys", "create", "--tenant", "acme", "--role", "writer")
+    [outcome] = run(database, ["keys", "create", "--tenant", "acme", "--role", "writer"])
 
     assert outcome.returncode == 0, outcome.stderr
     assert outcome.stdout.endswith("\n")
@@ -159,7 +131,7 @@ def test_keys_list_shows_id_tenant_role_created_and_revoked_and_never_a_secret(
     assert (created.returncode, revoked.returncode) == (0, 0), (created.stderr, revoked.stderr)
     other = created.stdout.strip()
 
-    listing = inventory(database, "keys", "list")
+    [listing] = run(database, ["keys", "list"])
 
     assert listing.returncode == 0, listing.stderr
     header, *lines = listing.stdout.splitlines()

@@ -5,7 +5,8 @@ items (unique names) and adjust a few hot items, each keeping a ledger of what i
 and what was acknowledged; the server is killed with SIGKILL in the middle of that load,
 then started again on the same file. The restarted database must hold every acknowledged
 write, may hold writes whose answer was lost in the kill (but only whole, valid ones),
-must pass ``PRAGMA integrity_check``, and every row must keep the invariants of DESIGN §3.
+must pass ``PRAGMA integrity_check``, and every row must keep the invariants
+(README, "The invariants").
 
 A SIGKILL loses the process, not the operating system's page cache, so this checks
 atomicity and recovery (WAL replay, no half-applied batch), not the fsync itself.
@@ -16,17 +17,14 @@ from __future__ import annotations
 import itertools
 import random
 import re
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +35,8 @@ import requests
 from model.invariants import name_key, normalize_text, qty_problem, text_problem
 from tests.support import db
 from tests.support.contract import check_response
+from tests.support.processes import ServedProcess, run_inventory
 
-INVENTORY = Path(sys.executable).with_name("inventory")
 TENANT = "crash"
 THREADS = 12
 HOT_ITEMS = 3
@@ -58,54 +56,19 @@ class Ledger:
     interrupted: bool = False
 
 
-class Service:
-    """``inventory serve`` on a SQLite file, as a separate process on a free port."""
-
-    def __init__(self, database: Path, log: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [str(INVENTORY), "serve", "--database", f"sqlite:///{database}",
-                 "--port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        self._wait_until_healthy(log)
-
-    def _wait_until_healthy(self, log: Path) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"the server exited:\n{log.read_text()}"
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError(f"the server did not become healthy:\n{log.read_text()}")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 def create_key(database: Path) -> str:
     """A writer key, made with the CLI before the server starts."""
-    done = subprocess.run(
-        [str(INVENTORY), "keys", "create", "--tenant", TENANT, "--role", "writer",
-         "--database", f"sqlite:///{database}"],
-        capture_output=True, text=True, check=True,
+    outcome = run_inventory(
+        "keys", "create", "--tenant", TENANT, "--role", "writer",
+        "--database", f"sqlite:///{database}",
     )  # fmt: skip
-    return done.stdout.strip()
+    assert outcome.returncode == 0, outcome.stderr
+    return outcome.stdout.strip()
+
+
+def serve(database: Path) -> ServedProcess:
+    """``inventory serve`` on the SQLite file ``database``, as a separate process."""
+    return ServedProcess(database.parent, "--database", f"sqlite:///{database}")
 
 
 def _checked(response: requests.Response) -> requests.Response:
@@ -158,7 +121,7 @@ def drive(url: str, token: str, hot: list[str], stop: threading.Event, number: i
 
 
 def assert_invariants(rows: list[dict[str, Any]]) -> None:
-    """DESIGN §3 on every row, and name keys unique per tenant."""
+    """README's invariants on every row, and name keys unique per tenant."""
     for item in rows:
         name = item["name"]
         assert isinstance(name, str), item
@@ -187,21 +150,19 @@ def some_subset_fits(deltas: list[int], count: int, total: int) -> bool:
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[list[Service]]:
-    """Every server the test starts; whatever is still running is stopped at the end."""
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.stop()
+def services() -> Iterator[ExitStack]:
+    """Every server the test starts (``enter_context``); each is stopped at the end."""
+    with ExitStack() as stack:
+        yield stack
 
 
 def test_sigkill_mid_load_loses_no_acknowledged_write_and_leaves_no_half_write(
-    tmp_path: Path, services: list[Service]
+    tmp_path: Path, services: ExitStack
 ) -> None:
-    database, log = tmp_path / "crash.db", tmp_path / "server.log"
+    database = tmp_path / "crash.db"
     token = create_key(database)
-    services.append(Service(database, log))
-    url = services[0].url
+    first = services.enter_context(serve(database))
+    url = first.url
     headers = {"Authorization": f"Bearer {token}"}
     hot = [
         _checked(
@@ -215,11 +176,11 @@ def test_sigkill_mid_load_loses_no_acknowledged_write_and_leaves_no_half_write(
     with ThreadPoolExecutor(THREADS) as pool:
         futures = [pool.submit(drive, url, token, hot_ids, stop, n) for n in range(THREADS)]
         time.sleep(LOAD_SECONDS)
-        services[0].kill()
+        first.kill()
         stop.set()
         ledgers = [future.result() for future in futures]
 
-    services.append(Service(database, log))
+    restarted = services.enter_context(serve(database)).url
     assert [entry for ledger in ledgers for entry in ledger.unexpected] == []
     assert any(ledger.interrupted for ledger in ledgers), "the kill interrupted no request"
     acknowledged = [item for ledger in ledgers for item in ledger.acknowledged_creates]
@@ -255,7 +216,6 @@ def test_sigkill_mid_load_loses_no_acknowledged_write_and_leaves_no_half_write(
             f" adjustments: acknowledged {acked}, unacknowledged {lost}"
         )
 
-    restarted = services[1].url
     for item in acknowledged[:20]:  # the restarted service serves what it recovered
         answer = _checked(
             requests.get(f"{restarted}/items/{item['id']}", headers=headers, timeout=10)

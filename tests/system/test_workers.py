@@ -1,55 +1,49 @@
 """``inventory serve --workers N``: several processes on one port, sharing one PostgreSQL.
 
-Every test runs the real console script in a subprocess (in a session of its own, so a
-``finally`` can always take the whole process group down) over a PostgreSQL database made
-for that test alone. Which process answers a connection is read from the kernel, not
-guessed: ``/proc/net/tcp`` gives the inode of the server side of every connection to the
-port, and ``/proc/<pid>/fd`` says which worker holds that inode.
+Every test runs the real console script in a subprocess (in a session of its own, so
+``tests.support.processes.ServedProcess`` can always take the whole process group down)
+over a PostgreSQL database made for that test alone. Which process answers a connection
+is read from the kernel, not guessed: ``/proc/net/tcp`` gives the inode of the server
+side of every connection to the port, and ``/proc/<pid>/fd`` says which worker holds
+that inode.
 
-The tests that need PostgreSQL request the ``postgres_url`` fixture, so they are skipped
-when it is unreachable (and fail in CI, where it must be there).
+The tests that need PostgreSQL request conftest's ``fresh_postgres`` (made through
+``postgres_url``), so they are skipped when it is unreachable (and fail in CI, where it
+must be there).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pytest
 
 from model.invariants import QTY_MAX, name_key
 from service.auth import new_key
 from service.store import open_store
-from tests.support import db, postgres
+from tests.support import db
 from tests.support.contract import ContractClient
 from tests.support.db import PostgresDatabase
+from tests.support.problems import NAME_TAKEN, OUT_OF_RANGE
+from tests.support.processes import ServedProcess, free_port, run_inventory
 
 T = TypeVar("T")
 
-INVENTORY = Path(sys.executable).parent / "inventory"
-# The commands must take their settings from the command line alone.
-ENV = {name: value for name, value in os.environ.items() if not name.startswith("INVENTORY_")}
 WORKERS = 2
 CLIENTS = 8
 ADJUSTMENTS = 1000
-OUT_OF_RANGE = "urn:inventory:problem:quantity-out-of-range"
-NAME_TAKEN = "urn:inventory:problem:name-taken"
 LISTEN, ESTABLISHED = "0A", "01"  # socket states in /proc/net/tcp
 STOP_SECONDS = 10.0
 
@@ -154,13 +148,6 @@ def workers_of_my_connections(port: int, workers: list[int]) -> Counter[int]:
     return Counter(holder.get(server_side.get(port_, -1), 0) for port_ in client_ports)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def eventually(condition: Callable[[], bool], seconds: float) -> bool:
     """Whether ``condition`` becomes true within ``seconds`` (polled)."""
     deadline = time.monotonic() + seconds
@@ -186,110 +173,41 @@ def wait_until(condition: Callable[[], T | None], seconds: float, what: str) -> 
 # --- the service under test --------------------------------------------------------------
 
 
-class Serve:
+class ServedWorkers(ServedProcess):
     """``inventory serve --workers N`` on a free port, as a context manager.
 
-    On entry it waits until N processes listen on the port; on exit it makes sure every
-    process it started is gone (SIGTERM, then SIGKILL to its own process group).
+    On entry it waits until N processes listen on the port (not merely until one answers);
+    on exit it makes sure every process it started is gone (SIGTERM, then SIGKILL to its
+    own process group).
     """
 
     def __init__(self, database: str, directory: Path, workers: int = WORKERS) -> None:
-        self.database = database
-        self.directory = directory
+        super().__init__(
+            directory, "--workers", str(workers), "--database", database,
+            ready_seconds=60, stop_seconds=STOP_SECONDS,
+        )  # fmt: skip
         self.workers_wanted = workers
-        self.port = free_port()
-        self.stdout_path = directory / f"serve-{self.port}.out"
-        self.stderr_path = directory / f"serve-{self.port}.err"
-        self.process: subprocess.Popen[bytes] | None = None
         self.workers: list[int] = []
         self.family: set[int] = set()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.main.pid
-
-    @property
-    def main(self) -> subprocess.Popen[bytes]:
-        """The main process (the one that ``inventory serve`` started as)."""
-        assert self.process is not None
-        return self.process
-
-    def output(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def errors(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def __enter__(self) -> Serve:
-        self.launch()
-        try:
-            self.workers = sorted(wait_until(self._listening, 60, "every worker listens"))
-            self.family = {self.pid, *children(self.pid)}
-        except BaseException:
-            self.stop()
-            raise
+    def wait_until_ready(self) -> Self:
+        self.workers = sorted(
+            wait_until(self._listening, self.ready_seconds, "every worker listens")
+        )
+        self.family = {self.pid, *children(self.pid)}
         return self
 
-    def launch(self) -> None:
-        """Start the main process (and return at once; ``stop`` must follow)."""
-        command = [
-            str(INVENTORY), "serve", "--workers", str(self.workers_wanted),
-            "--port", str(self.port), "--database", self.database,
-        ]  # fmt: skip
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                command, stdout=out, stderr=err, env=ENV, cwd=self.directory,
-                start_new_session=True,
-            )  # fmt: skip
-
     def _listening(self) -> set[int] | None:
-        assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(
-                f"inventory serve exited with {self.process.returncode}:\n{self.errors()}"
+                f"inventory serve exited with {self.process.returncode}:\n{self.stderr()}"
             )
         found = listeners(self.port, children(self.pid))
         return found if len(found) == self.workers_wanted else None
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """Take down every process this started, however it is doing."""
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=STOP_SECONDS)
-        # The process group is ours (start_new_session): the workers and their helper.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_SECONDS)
-
     def remaining(self) -> set[int]:
         """The processes of this service that are still running."""
         return {pid for pid in self.family | set(self.workers) if is_running(pid)}
-
-
-@pytest.fixture
-def fresh_postgres(postgres_url: str) -> Iterator[PostgresDatabase]:
-    """A PostgreSQL database of this test's own, dropped afterwards."""
-    url = postgres.create_database()
-    try:
-        yield PostgresDatabase(url)
-    finally:
-        postgres.drop_database(url)
 
 
 def add_key(database: str, tenant: str, role: str) -> str:
@@ -307,7 +225,9 @@ def add_key(database: str, tenant: str, role: str) -> str:
     return asyncio.run(add())
 
 
-def clients_on_every_worker(serve: Serve, token: str, minimum: int = 2) -> list[ContractClient]:
+def clients_on_every_worker(
+    serve: ServedWorkers, token: str, minimum: int = 2
+) -> list[ContractClient]:
     """CLIENTS keep-alive clients, at least ``minimum`` of them connected to each worker.
 
     The kernel spreads connections over the workers by a hash of their addresses, so the
@@ -327,7 +247,7 @@ def clients_on_every_worker(serve: Serve, token: str, minimum: int = 2) -> list[
     raise AssertionError(f"the clients never reached every worker: {serve.workers}")
 
 
-def one_client_per_worker(serve: Serve, token: str) -> dict[int, ContractClient]:
+def one_client_per_worker(serve: ServedWorkers, token: str) -> dict[int, ContractClient]:
     """A keep-alive client connected to each worker, by worker PID.
 
     Clients are made one at a time; the one new connection each opens shows which worker
@@ -367,12 +287,12 @@ def in_parallel(clients: list[ContractClient], work: Callable[[int, ContractClie
 def test_serve_with_two_workers_runs_two_processes_that_share_one_port_and_one_database(
     fresh_postgres: PostgresDatabase, tmp_path: Path
 ) -> None:
-    with Serve(fresh_postgres.url, tmp_path) as serve:
+    with ServedWorkers(fresh_postgres.url, tmp_path) as serve:
         assert len(serve.workers) == WORKERS
         assert serve.pid not in serve.workers
         assert set(serve.workers) <= children(serve.pid)
         token = wait_until(
-            lambda: re.search(r"export INVENTORY_TOKEN=(inv_\S+)", serve.output()),
+            lambda: re.search(r"export INVENTORY_TOKEN=(inv_\S+)", serve.stdout()),
             10,
             "the first start prints an admin key",
         ).group(1)
@@ -405,27 +325,27 @@ def test_serve_with_two_workers_runs_two_processes_that_share_one_port_and_one_d
                 2,
             )
 
-            serve.main.send_signal(signal.SIGTERM)
+            serve.process.send_signal(signal.SIGTERM)
             started = time.monotonic()
-            returncode = serve.main.wait(timeout=STOP_SECONDS)
+            returncode = serve.process.wait(timeout=STOP_SECONDS)
             wait_until(lambda: not serve.remaining(), STOP_SECONDS, "every process is gone")
             stopped_in = time.monotonic() - started
         finally:
             close_all(clients)
-    assert returncode == 0, serve.errors()
+    assert returncode == 0, serve.stderr()
     assert stopped_in < STOP_SECONDS
     assert not [s for s in tcp_sockets() if s.local_port == serve.port and s.state == LISTEN]
-    assert "Traceback" not in serve.errors()
+    assert "Traceback" not in serve.stderr()
 
 
 def test_the_first_start_prints_a_curl_example_for_the_address_it_serves(
     fresh_postgres: PostgresDatabase, tmp_path: Path
 ) -> None:
-    serve = Serve(fresh_postgres.url, tmp_path)
+    serve = ServedWorkers(fresh_postgres.url, tmp_path)
     try:
-        serve.launch()  # the example is shown before the workers start: no need to wait for them
+        serve.start()  # the example is shown before the workers start: no need to wait for them
         output = wait_until(
-            lambda: serve.output() if "curl" in serve.output() else None, 30, "the curl example"
+            lambda: serve.stdout() if "curl" in serve.stdout() else None, 30, "the curl example"
         )
     finally:
         serve.stop()
@@ -437,12 +357,12 @@ def test_sigint_to_the_main_process_alone_stops_every_worker(
     fresh_postgres: PostgresDatabase, tmp_path: Path
 ) -> None:
     """What a process manager does that signals only the main PID (not a terminal's Ctrl-C)."""
-    with Serve(fresh_postgres.url, tmp_path) as serve:
-        serve.main.send_signal(signal.SIGINT)
+    with ServedWorkers(fresh_postgres.url, tmp_path) as serve:
+        serve.process.send_signal(signal.SIGINT)
         stopped = eventually(lambda: not serve.remaining(), STOP_SECONDS)
         still_running = sorted(serve.remaining())
     assert stopped, f"{STOP_SECONDS} s after SIGINT to {serve.pid}, still running: {still_running}"
-    assert "Traceback" not in serve.errors()
+    assert "Traceback" not in serve.stderr()
 
 
 @dataclass(frozen=True)
@@ -466,7 +386,7 @@ def test_concurrent_adjustments_across_workers_lose_no_update_and_never_go_negat
         for n in range(ADJUSTMENTS)
     ]
     initial = 20
-    with Serve(fresh_postgres.url, tmp_path) as serve:
+    with ServedWorkers(fresh_postgres.url, tmp_path) as serve:
         clients = clients_on_every_worker(serve, token)
         try:
             created = clients[0].post("/items", json={"name": "Nut", "qty": initial}, timeout=30)
@@ -535,7 +455,7 @@ def test_concurrent_creates_of_one_name_across_workers_make_exactly_one_item(
 ) -> None:
     token = add_key(fresh_postgres.url, "acme", "writer")
     rounds = 10
-    with Serve(fresh_postgres.url, tmp_path) as serve:
+    with ServedWorkers(fresh_postgres.url, tmp_path) as serve:
         clients = clients_on_every_worker(serve, token)
         try:
             start = threading.Barrier(CLIENTS, timeout=30)
@@ -585,10 +505,9 @@ def test_serve_with_several_workers_on_sqlite_exits_nonzero_naming_postgresql(
     tmp_path: Path, arguments: list[str], environment: dict[str, str]
 ) -> None:
     port = free_port()
-    outcome = subprocess.run(
-        [str(INVENTORY), "serve", "--port", str(port), *arguments],
-        capture_output=True, text=True, env=ENV | environment, cwd=tmp_path, timeout=30,
-    )  # fmt: skip
+    outcome = run_inventory(
+        "serve", "--port", str(port), *arguments, cwd=tmp_path, env=environment, timeout=30
+    )
     assert outcome.returncode != 0
     assert "PostgreSQL" in outcome.stderr
     assert "Traceback" not in outcome.stderr
@@ -596,10 +515,9 @@ def test_serve_with_several_workers_on_sqlite_exits_nonzero_naming_postgresql(
 
 
 def test_serve_with_zero_workers_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
-    outcome = subprocess.run(
-        [str(INVENTORY), "serve", "--workers", "0", "--port", str(free_port()),
-         "--database", "sqlite:///inventory.db"],
-        capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=30,
+    outcome = run_inventory(
+        "serve", "--workers", "0", "--port", str(free_port()),
+        "--database", "sqlite:///inventory.db", cwd=tmp_path, timeout=30,
     )  # fmt: skip
     assert outcome.returncode != 0
     assert "Traceback" not in outcome.stderr, outcome.stderr

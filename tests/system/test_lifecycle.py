@@ -2,24 +2,19 @@
 
 ``inventory serve`` is started as a user would start it, on a free port and a database
 file of the test's own; readiness is ``GET /healthz`` answering (within ``READY_SECONDS``),
-and every process is killed in a ``finally`` whatever happens. Each test checks what the
-command prints, its exit code, and what it leaves in the database (``tests.support.db``).
+and every process is killed when its ``with`` block ends, whatever happens
+(``tests.support.processes``). Each test checks what the command prints, its exit code,
+and what it leaves in the database (``tests.support.db``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,104 +24,22 @@ import requests
 
 from tests.support import db, postgres
 from tests.support.contract import ContractClient
+from tests.support.processes import ServedProcess, free_port, run_inventory
 
-INVENTORY = Path(sys.executable).parent / "inventory"
 READY_SECONDS = 10
 STOP_SECONDS = 5
 TOKEN_LINE = re.compile(r"^\s*export INVENTORY_TOKEN=(\S+)\s*$", re.MULTILINE)
 KEY_FORMAT = re.compile(r"^inv_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$")
 TABLES = {"items", "api_keys", "schema_migrations"}
-# Each command gets its settings from the test alone, whatever the environment says.
-ENV = {name: value for name, value in os.environ.items() if not name.startswith("INVENTORY_")}
 
 
-# --- running the command -------------------------------------------------------------
+# --- running and reading -------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class Served:
-    """A running ``inventory serve``: its process, port and captured output."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    output: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stdout(self) -> str:
-        return (self.output / "stdout").read_text()
-
-    def stderr(self) -> str:
-        return (self.output / "stderr").read_text()
-
-    def stop(self) -> int:
-        """SIGTERM, as a service manager stops it; the exit code (within STOP_SECONDS)."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=STOP_SECONDS)
-
-
-@contextmanager
-def serving(
-    cwd: Path, port: int, *flags: str, env: Mapping[str, str] | None = None
-) -> Iterator[Served]:
-    """``inventory serve *flags`` in ``cwd``, ready for requests on ``port``; always killed."""
-    output = cwd / f"serve-{time.monotonic_ns()}"
-    output.mkdir()
-    with (output / "stdout").open("wb") as stdout, (output / "stderr").open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(INVENTORY), "serve", *flags],
-            stdout=stdout,
-            stderr=stderr,
-            cwd=cwd,
-            env={**ENV, **(env or {})},
-        )
-    served = Served(process, port, output)
-    try:
-        wait_until_ready(served)
-        yield served
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_SECONDS)
-
-
-def wait_until_ready(served: Served) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            pytest.fail(
-                f"inventory serve exited with {served.process.returncode}:\n{served.stderr()}"
-            )
-        try:
-            if requests.get(f"{served.url}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"inventory serve was not ready within {READY_SECONDS} s:\n{served.stderr()}")
-
-
-def inventory(
-    cwd: Path, *arguments: str, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run one short ``inventory`` command to its end."""
-    return subprocess.run(
-        [str(INVENTORY), *arguments],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**ENV, **(env or {})},
-        timeout=30,
-        check=False,
+def serving(cwd: Path, port: int, *flags: str, env: dict[str, str] | None = None) -> ServedProcess:
+    """``inventory serve *flags`` in ``cwd``, listening on ``port``, with this module's limits."""
+    return ServedProcess(
+        cwd, *flags, port=port, env=env, ready_seconds=READY_SECONDS, stop_seconds=STOP_SECONDS
     )
 
 
@@ -167,7 +80,7 @@ def first_start(tmp_path_factory: pytest.TempPathFactory) -> FirstStart:
         with ContractClient(served.url, token) as client:
             created = client.post("/items", json={"name": "apple", "qty": 5})
         started = time.monotonic()
-        exit_code = served.stop()
+        exit_code = served.terminate()
         stopped_after = time.monotonic() - started
         stdout = served.stdout()
     return FirstStart(database, port, stdout, token, created, exit_code, stopped_after)
@@ -216,7 +129,7 @@ def test_a_restart_on_the_same_file_keeps_every_item_and_prints_no_new_key(
         with ContractClient(served.url, first_start.token) as client:
             listed = client.get("/items")
         after_start = db.snapshot(database)
-        assert served.stop() == 0
+        assert served.terminate() == 0
         stdout = served.stdout()
 
     assert "INVENTORY_TOKEN" not in stdout
@@ -238,7 +151,7 @@ def test_environment_variables_configure_serve_instead_of_flags(tmp_path: Path) 
         [token] = tokens_in(served.stdout())
         with ContractClient(served.url, token) as client:
             created = client.post("/items", json={"name": "apple", "qty": 5})
-        assert served.stop() == 0
+        assert served.terminate() == 0
 
     assert created.status_code == 201
     assert [row["name"] for row in db.items(database)] == ["apple"]
@@ -248,9 +161,10 @@ def test_environment_variables_configure_serve_instead_of_flags(tmp_path: Path) 
 def test_serve_with_two_workers_on_sqlite_refuses_to_start(tmp_path: Path) -> None:
     database = tmp_path / "inventory.db"
 
-    outcome = inventory(
-        tmp_path, "serve", "--workers", "2", "--port", str(free_port()), "--database", str(database)
-    )
+    outcome = run_inventory(
+        "serve", "--workers", "2", "--port", str(free_port()), "--database", str(database),
+        cwd=tmp_path,
+    )  # fmt: skip
 
     assert outcome.returncode != 0
     assert "PostgreSQL" in outcome.stderr, outcome.stderr
@@ -264,10 +178,10 @@ def test_serve_with_two_workers_on_sqlite_refuses_to_start(tmp_path: Path) -> No
 def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "inventory.db"
 
-    first = inventory(tmp_path, "migrate", "--database", f"sqlite:///{path}")
+    first = run_inventory("migrate", "--database", f"sqlite:///{path}", cwd=tmp_path)
     schema, state = sqlite_tables(path), db.snapshot(path)
     # The same file again, spelled as a URL relative to the working directory.
-    second = inventory(tmp_path, "migrate", "--database", "sqlite:///inventory.db")
+    second = run_inventory("migrate", "--database", "sqlite:///inventory.db", cwd=tmp_path)
 
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
     assert set(schema) == TABLES
@@ -297,9 +211,9 @@ def test_migrate_on_postgresql_creates_the_schema_and_is_idempotent(
 ) -> None:
     url = postgres.create_database()  # a new one: the session's database is migrated already
     try:
-        first = inventory(tmp_path, "migrate", "--database", url)
+        first = run_inventory("migrate", "--database", url, cwd=tmp_path)
         tables, state = postgres_tables(url), db.snapshot(db.PostgresDatabase(url))
-        second = inventory(tmp_path, "migrate", "--database", url)
+        second = run_inventory("migrate", "--database", url, cwd=tmp_path)
 
         assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
         assert tables == TABLES

@@ -18,12 +18,11 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,14 +32,12 @@ from model.invariants import QTY_MAX
 from service.auth import new_key
 from service.cli import main
 from service.store import open_store
-from tests.support import db, postgres
+from tests.support import db
 from tests.support.contract import ContractClient
-from tests.support.db import Database, PostgresDatabase, url_of
+from tests.support.db import Database, PostgresDatabase, key_id, secret_part, url_of
+from tests.support.processes import CLEAN_ENV, INVENTORY, run_inventory
 from tests.support.server import LiveServer
 
-INVENTORY = Path(sys.executable).parent / "inventory"
-# The commands must take the database from --database alone, whatever the environment says.
-ENV = {name: value for name, value in os.environ.items() if not name.startswith("INVENTORY_")}
 HEADER = {"type": "inventory-export", "version": 1}
 KEY_FIELDS = {"type", "id", "tenant", "role", "key_hash", "created_at", "revoked_at"}
 ITEM_FIELDS = {"type", "tenant", "id", "name", "qty", "version", "created_at", "updated_at"}
@@ -57,16 +54,6 @@ Records = list[Any]  # decoded JSON objects, or raw text for a line that is not 
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def inventory(
-    *arguments: str, database: Database, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run one ``inventory`` command on ``database`` in a subprocess; its outcome."""
-    return subprocess.run(
-        [str(INVENTORY), *arguments, "--database", url_of(database)],
-        input=stdin, capture_output=True, text=True, env=ENV, timeout=60,
-    )  # fmt: skip
 
 
 class Cli(Protocol):
@@ -116,14 +103,6 @@ def migrate(database: Database) -> None:
         await store.close()
 
     asyncio.run(run())
-
-
-def key_id(key: str) -> str:
-    return key.split("_")[1]
-
-
-def secret_part(key: str) -> str:
-    return key.split("_", 2)[2]
 
 
 def populate(server: LiveServer) -> dict[str, str]:
@@ -214,29 +193,13 @@ def names_line(message: str, line: int) -> bool:
 
 
 @pytest.fixture
-def other_backend(
-    database: Database, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Database]:
+def other_backend(database: Database, tmp_path: Path, request: pytest.FixtureRequest) -> Database:
     """An empty database of the backend that ``database`` is not."""
     if isinstance(database, PostgresDatabase):
-        yield tmp_path / "moved.db"
-        return
-    request.getfixturevalue("postgres_url")  # skipped (or failed, in CI) without PostgreSQL
-    url = postgres.create_database()
-    try:
-        yield PostgresDatabase(url)
-    finally:
-        postgres.drop_database(url)
-
-
-@pytest.fixture
-def fresh_postgres(postgres_url: str) -> Iterator[PostgresDatabase]:
-    """A PostgreSQL database of this test's own, dropped afterwards."""
-    url = postgres.create_database()
-    try:
-        yield PostgresDatabase(url)
-    finally:
-        postgres.drop_database(url)
+        return tmp_path / "moved.db"
+    # conftest's, dropped after the test; skipped (or failed, in CI) without PostgreSQL.
+    fresh: PostgresDatabase = request.getfixturevalue("fresh_postgres")
+    return fresh
 
 
 # --- export --------------------------------------------------------------------------
@@ -251,7 +214,7 @@ def test_export_writes_a_header_then_every_key_as_a_hash_then_every_item(
     finally:
         server.stop()
 
-    exported = inventory("export", database=database)
+    exported = run_inventory("export", "--database", url_of(database))
 
     assert exported.returncode == 0, exported.stderr
     assert f"exported {len(KEYS) + ITEM_COUNT} records" in exported.stderr
@@ -302,10 +265,10 @@ def test_import_into_the_other_backend_reproduces_every_item_and_key_and_old_key
             acme_keys = admin.get("/keys", timeout=30).json()
     finally:
         server.stop()
-    exported = inventory("export", database=database)
+    exported = run_inventory("export", "--database", url_of(database))
     assert exported.returncode == 0, exported.stderr
 
-    imported = inventory("import", database=other_backend, stdin=exported.stdout)
+    imported = run_inventory("import", "--database", url_of(other_backend), stdin=exported.stdout)
 
     assert imported.returncode == 0, imported.stderr
     assert f"imported {len(KEYS)} keys and {ITEM_COUNT} items" in imported.stderr
@@ -352,12 +315,12 @@ def test_the_readme_pipe_moves_a_sqlite_database_to_postgresql(
         [str(INVENTORY), "import", "--database", fresh_postgres.url],
     ]
     export = subprocess.Popen(
-        commands[0], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=tmp_path
+        commands[0], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV, cwd=tmp_path
     )
     try:
         load = subprocess.Popen(
             commands[1], stdin=export.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=ENV, cwd=tmp_path,
+            env=CLEAN_ENV, cwd=tmp_path,
         )  # fmt: skip
         try:
             assert export.stdout is not None
@@ -437,7 +400,7 @@ def test_a_record_the_database_cannot_hold_refuses_the_whole_import(database: Da
     before = db.snapshot(database)
     records = [*valid_export(), item_record("acme", "Huge", version=2**63)]
 
-    imported = inventory("import", database=database, stdin=jsonl(records))
+    imported = run_inventory("import", "--database", url_of(database), stdin=jsonl(records))
 
     assert imported.returncode != 0
     assert db.snapshot(database) == before
