@@ -390,6 +390,14 @@ def test_a_garbage_cursor_is_400(
     assert "query.cursor" in error_fields(problem)
 
 
+def test_one_400_names_a_bad_limit_and_a_cursor_we_never_issued_together(
+    fresh_reader: ContractClient,
+) -> None:
+    problem = assert_problem(fresh_reader.get("/items?limit=0&cursor=AQ"), 400, VALIDATION)
+
+    assert error_fields(problem) == {"query.limit", "query.cursor"}
+
+
 def test_a_name_prefix_over_200_characters_is_400(fresh_reader: ContractClient) -> None:
     problem = assert_problem(
         fresh_reader.get("/items", params={"name_prefix": "a" * 201}), 400, VALIDATION

@@ -118,6 +118,29 @@ def test_keys_create_with_a_bad_role_exits_nonzero_and_creates_nothing(tmp_path:
     assert db.snapshot(database) == before
 
 
+def test_keys_create_with_a_tenant_the_rules_refuse_is_one_line_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "x.db"
+    seed(database, ("acme", "admin"))
+    before = db.snapshot(database)
+
+    outcomes = run(
+        database,
+        ["keys", "create", "--tenant", "", "--role", "admin"],
+        ["keys", "create", "--tenant", "x" * 101, "--role", "admin"],
+        ["keys", "create", "--tenant", " acme", "--role", "admin"],
+    )
+
+    for outcome in outcomes:
+        assert outcome.returncode != 0, outcome.args
+        assert outcome.stdout == ""
+        assert "Traceback" not in outcome.stderr
+        assert outcome.stderr.count("\n") == 1, outcome.stderr
+        assert outcome.stderr.startswith("inventory: --tenant must"), outcome.stderr
+    assert db.snapshot(database) == before
+
+
 def test_keys_list_shows_id_tenant_role_created_and_revoked_and_never_a_secret(
     tmp_path: Path,
 ) -> None:
