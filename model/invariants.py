@@ -35,13 +35,15 @@ class NewItem(TypedDict):
 
     name: str
     qty: int
+    reason: NotRequired[str]
 
 
 class ItemChanges(TypedDict, total=False):
-    """An update body, normalized: the fields to change (at least one)."""
+    """An update body, normalized: the fields to change (at least one of name, qty)."""
 
     name: str
     qty: int
+    reason: str
 
 
 class Adjustment(TypedDict):
@@ -93,7 +95,7 @@ def check_create(body: Mapping[str, Any]) -> NewItem:
     out: dict[str, Any] = {}
     _require(body, ("name", "qty"), errors)
     _collect(body, out, errors)
-    _reject_unknown(body, {"name", "qty"}, errors)
+    _reject_unknown(body, {"name", "qty", "reason"}, errors)
     return cast(NewItem, _finish(out, errors))
 
 
@@ -104,7 +106,7 @@ def check_update(body: Mapping[str, Any]) -> ItemChanges:
     if not any(field in body for field in ("name", "qty")):
         errors.append(FieldError("", "at least one of name, qty is required"))
     _collect(body, out, errors)
-    _reject_unknown(body, {"name", "qty"}, errors)
+    _reject_unknown(body, {"name", "qty", "reason"}, errors)
     return cast(ItemChanges, _finish(out, errors))
 
 
@@ -171,7 +173,19 @@ def qty_problem(qty: object) -> str | None:
     return None
 
 
+def check_reason(reason: object) -> str:
+    """A reason (for a delete, sent apart from any body), normalized; ValueError(why) if bad."""
+    errors: list[FieldError] = []
+    out: dict[str, Any] = {}
+    _check_text("reason", reason, out, errors)
+    if errors:
+        raise ValueError(errors[0].message)
+    return str(out["reason"])
+
+
 def _collect(body: Mapping[str, Any], out: dict[str, Any], errors: list[FieldError]) -> None:
+    if "reason" in body:
+        _check_text("reason", body["reason"], out, errors)
     if "name" in body:
         _check_text("name", body["name"], out, errors)
     if "qty" in body:
@@ -225,3 +239,72 @@ def _finish(out: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
     if errors:
         raise InvariantViolation(errors)
     return out
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the ledger rules look at in one event: which item, what kind, where it left it."""
+
+    item_id: str
+    kind: str
+    version: int
+    qty: int
+    delta: int
+
+
+def ledger_problems(
+    current: Mapping[str, tuple[int, int]], entries: list[LedgerEntry]
+) -> list[tuple[str, str]]:
+    """(item id, what is wrong) for each item of one tenant whose ledger does not add up.
+
+    ``current`` maps each existing item to its (qty, version). For every item ever created:
+    its events are versions 1..n, the first ``created`` and only the last may be ``deleted``;
+    each event's qty is the previous qty plus its delta (the first: its delta); an existing
+    item stands where its last event left it; a deleted item's events sum to 0.
+    """
+    history: dict[str, list[LedgerEntry]] = {}
+    for entry in entries:
+        history.setdefault(entry.item_id, []).append(entry)
+    problems = [(item_id, "has no events") for item_id in current if item_id not in history]
+    for item_id, item_entries in sorted(history.items()):
+        item_entries.sort(key=lambda e: e.version)
+        why = _history_problem(item_entries) or _ending_problem(item_entries, current.get(item_id))
+        if why:
+            problems.append((item_id, why))
+    return problems
+
+
+def _history_problem(entries: list[LedgerEntry]) -> str | None:
+    qty = 0
+    for number, entry in enumerate(entries, start=1):
+        if entry.version != number:
+            return f"event versions are not 1..{len(entries)}: {entry.version} at place {number}"
+        if (entry.kind == "created") != (number == 1):
+            return f"version {entry.version} is a {entry.kind!r} event"
+        if entry.kind == "deleted" and number != len(entries):
+            return f"version {entry.version} deletes the item, yet events follow"
+        qty += entry.delta
+        if entry.qty != qty:
+            return f"version {entry.version} says qty {entry.qty}, its deltas sum to {qty}"
+    return None
+
+
+def _ending_problem(entries: list[LedgerEntry], current: tuple[int, int] | None) -> str | None:
+    last = entries[-1]
+    if current is None:
+        return None if last.kind == "deleted" else f"is gone, but its last event is {last.kind!r}"
+    if last.kind == "deleted":
+        return "exists, but its last event deletes it"
+    if (last.qty, last.version) != current:
+        return (
+            f"stands at qty {current[0]}, version {current[1]}, but its events end at"
+            f" qty {last.qty}, version {last.version}"
+        )
+    return None
+
+
+def feed_problem(seqs: list[int]) -> str | None:
+    """Why one tenant's feed numbers are not exactly 1..n, or None."""
+    if sorted(seqs) != list(range(1, len(seqs) + 1)):
+        return f"feed numbers are not 1..{len(seqs)}"
+    return None

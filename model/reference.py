@@ -20,6 +20,7 @@ from model.invariants import (
     Role,
     check_adjustment,
     check_create,
+    check_reason,
     check_update,
     name_key,
     prefix_key,
@@ -55,10 +56,40 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Event:
+    """One entry of a tenant's ledger: the change that left an item as it is."""
+
+    tenant: str
+    seq: int
+    item_id: str
+    kind: str
+    version: int
+    qty: int
+    delta: int
+    name: str
+    reason: str | None
+    by: Caller
+
+    def as_json(self) -> dict[str, Any]:
+        """The event as the API shows it, less who, which request and when."""
+        return {
+            "seq": self.seq,
+            "item_id": self.item_id,
+            "type": self.kind,
+            "version": self.version,
+            "qty": self.qty,
+            "delta": self.delta,
+            "name": self.name,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
 class Inventory:
-    """Every item of every tenant, by id; never mutated."""
+    """Every item of every tenant, by id, and every event ever; never mutated."""
 
     items: Mapping[str, Item] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
 
     def __post_init__(self) -> None:
         # Snapshot whatever mapping was given, so no one holding it can change this state.
@@ -71,11 +102,29 @@ class Inventory:
 
     def put(self, item: Item) -> Inventory:
         """The inventory with ``item`` added or replaced."""
-        return Inventory({**self.items, item.id: item})
+        return Inventory({**self.items, item.id: item}, self.events)
 
     def remove(self, item_id: str) -> Inventory:
         """The inventory without the item ``item_id``."""
-        return Inventory({k: v for k, v in self.items.items() if k != item_id})
+        return Inventory({k: v for k, v in self.items.items() if k != item_id}, self.events)
+
+    def logged(
+        self, item: Item, kind: str, delta: int, reason: str | None, by: Caller
+    ) -> Inventory:
+        """The inventory with the event that left ``item`` as it is appended to its tenant's."""
+        seq = 1 + sum(1 for e in self.events if e.tenant == item.tenant)
+        event = Event(
+            item.tenant, seq, item.id, kind, item.version, item.qty, delta, item.name, reason, by
+        )
+        return Inventory(self.items, (*self.events, event))
+
+    def history(self, tenant: str, item_id: str) -> tuple[Event, ...]:
+        """The item's events, oldest first."""
+        return tuple(e for e in self.events if e.tenant == tenant and e.item_id == item_id)
+
+    def feed(self, tenant: str, after: int = 0) -> tuple[Event, ...]:
+        """The tenant's events after seq ``after``, oldest first."""
+        return tuple(e for e in self.events if e.tenant == tenant and e.seq > after)
 
 
 @dataclass(frozen=True)
@@ -115,10 +164,11 @@ class UpdateItem:
 
 @dataclass(frozen=True)
 class DeleteItem:
-    """Delete an item (idempotent)."""
+    """Delete an item (idempotent); ``reason`` as sent (None: not sent)."""
 
     caller: Caller
     item_id: str
+    reason: object = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +180,33 @@ class AdjustItem:
     body: object
 
 
-Command = CreateItem | GetItem | ListItems | UpdateItem | DeleteItem | AdjustItem
+@dataclass(frozen=True)
+class ListItemEvents:
+    """Read one item's history."""
+
+    caller: Caller
+    item_id: str
+
+
+@dataclass(frozen=True)
+class ListEvents:
+    """Read the caller's tenant's feed after seq ``after``."""
+
+    caller: Caller
+    after: int = 0
+
+
+Command = (
+    CreateItem
+    | GetItem
+    | ListItems
+    | UpdateItem
+    | DeleteItem
+    | AdjustItem
+    | ListItemEvents
+    | ListEvents
+)
+_Read = GetItem | ListItems | ListItemEvents | ListEvents
 
 
 @dataclass(frozen=True)
@@ -140,6 +216,7 @@ class Outcome:
     status: int
     item: Item | None = None
     items: tuple[Item, ...] | None = None
+    events: tuple[Event, ...] | None = None
     problem: str | None = None
     fields: frozenset[str] = frozenset()
 
@@ -160,10 +237,11 @@ def items_of(state: Inventory, tenant: str) -> tuple[Item, ...]:
 
 def apply(state: Inventory, command: Command) -> tuple[Inventory, Outcome]:
     """The state after ``command``, and the outcome the caller sees."""
-    needed = "reader" if isinstance(command, GetItem | ListItems) else "writer"
+    needed = "reader" if isinstance(command, _Read) else "writer"
     if not role_includes(command.caller.role, needed):
         return state, _FORBIDDEN
-    if not isinstance(command, CreateItem | ListItems) and not _is_canonical_id(command.item_id):
+    has_id = not isinstance(command, CreateItem | ListItems | ListEvents)
+    if has_id and not _is_canonical_id(command.item_id):  # type: ignore[union-attr]
         return state, _INVALID
     match command:
         case CreateItem():
@@ -176,10 +254,29 @@ def apply(state: Inventory, command: Command) -> tuple[Inventory, Outcome]:
         case UpdateItem():
             return _validated(state, command, check_update, _update)
         case DeleteItem():
-            found = _find(state, command.caller, command.item_id)
-            return (state.remove(found.id) if found else state), Outcome(204)
+            return _delete(state, command)
         case AdjustItem():
             return _validated(state, command, check_adjustment, _adjust)
+        case ListItemEvents():
+            history = state.history(command.caller.tenant, command.item_id)
+            return state, Outcome(200, events=history) if history else _NOT_FOUND
+        case ListEvents():
+            return state, Outcome(200, events=state.feed(command.caller.tenant, command.after))
+
+
+def _delete(state: Inventory, command: DeleteItem) -> tuple[Inventory, Outcome]:
+    reason = command.reason
+    if reason is not None:
+        try:
+            reason = check_reason(reason)
+        except ValueError:
+            return state, _rejected(400, "validation-error", frozenset({"query.reason"}))
+    found = _find(state, command.caller, command.item_id)
+    if found is None:
+        return state, Outcome(204)
+    last = replace(found, qty=0, version=found.version + 1)
+    after = state.remove(found.id).logged(last, "deleted", -found.qty, reason, command.caller)
+    return after, Outcome(204)
 
 
 _Write = TypeVar("_Write", CreateItem, UpdateItem, AdjustItem)
@@ -209,7 +306,8 @@ def _create(
     if _name_taken(state, command.caller.tenant, fields["name"], except_id=None):
         return state, _rejected(409, "name-taken")
     item = Item(command.new_id, command.caller.tenant, fields["name"], fields["qty"], 1)
-    return state.put(item), Outcome(201, item=item)
+    after = state.put(item).logged(item, "created", item.qty, fields.get("reason"), command.caller)
+    return after, Outcome(201, item=item)
 
 
 def _update(
@@ -222,8 +320,11 @@ def _update(
         return state, _rejected(412, "precondition-failed")
     if "name" in fields and _name_taken(state, item.tenant, fields["name"], except_id=item.id):
         return state, _rejected(409, "name-taken")
-    updated = replace(item, **fields, version=item.version + 1)
-    return state.put(updated), Outcome(200, item=updated)
+    changes = {k: v for k, v in fields.items() if k in ("name", "qty")}
+    updated = replace(item, **changes, version=item.version + 1)
+    delta, reason = updated.qty - item.qty, fields.get("reason")
+    after = state.put(updated).logged(updated, "updated", delta, reason, command.caller)
+    return after, Outcome(200, item=updated)
 
 
 def _adjust(
@@ -236,7 +337,9 @@ def _adjust(
     if not 0 <= qty <= QTY_MAX:
         return state, _rejected(409, "quantity-out-of-range")
     adjusted = replace(item, qty=qty, version=item.version + 1)
-    return state.put(adjusted), Outcome(200, item=adjusted)
+    delta, reason = fields["delta"], fields.get("reason")
+    after = state.put(adjusted).logged(adjusted, "adjusted", delta, reason, command.caller)
+    return after, Outcome(200, item=adjusted)
 
 
 def _listing(state: Inventory, command: ListItems) -> tuple[Item, ...]:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from model.invariants import ROLES, InvariantViolation
 from service.app import create_app
+from service.audit import audit_store
 from service.auth import new_key
 from service.store import Store, is_postgres, open_store
 from service.transfer import export_jsonl, parse_export
@@ -68,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
     load = commands.add_parser("import", parents=[database], help="load an export (empty db only)")
     load.set_defaults(run=_import)
+    check = commands.add_parser(
+        "check", parents=[database], help="verify every invariant of the stored data"
+    )
+    check.set_defaults(run=_check)
     return parser
 
 
@@ -224,15 +229,31 @@ def _export(args: argparse.Namespace) -> None:
 
 def _import(args: argparse.Namespace) -> None:
     try:
-        keys, items = parse_export(sys.stdin)  # all of it checked before the database is opened
+        export = parse_export(sys.stdin)  # all of it checked before the database is opened
 
         async def load(store: Store) -> None:
-            await store.import_state(keys, items)
+            await store.import_state(export.keys, export.items, export.events)
 
         asyncio.run(_with_store(args.database, load))
     except ValueError as refusal:  # ImportRefused, or a target that is not empty
         sys.exit(f"inventory: nothing imported: {refusal}")
-    print(f"inventory: imported {len(keys)} keys and {len(items)} items", file=sys.stderr)
+    print(
+        f"inventory: imported {len(export.keys)} keys, {len(export.items)} items"
+        f" and {len(export.events)} events",
+        file=sys.stderr,
+    )
+
+
+def _check(args: argparse.Namespace) -> None:
+    async def check(store: Store) -> None:
+        problems = await audit_store(store)
+        for problem in problems:
+            print(problem)
+        if problems:
+            sys.exit(f"inventory: {len(problems)} invariant violation(s) found")
+        print("inventory: every invariant holds", file=sys.stderr)
+
+    asyncio.run(_with_store(args.database, check))
 
 
 async def _with_store(database: str, action: Callable[[Store], Awaitable[None]]) -> None:

@@ -18,10 +18,12 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
 from model.invariants import (
+    QTY_MAX,
     ROLES,
     name_key,
     normalize_text,
@@ -29,7 +31,8 @@ from model.invariants import (
     tenant_problem,
     text_problem,
 )
-from service.store import ApiKey, Item, Store
+from service.audit import audit, every_record
+from service.store import ApiKey, Event, Item, Store
 
 HEADER = {"type": "inventory-export", "version": 1}
 _PAGE = 1000
@@ -46,30 +49,51 @@ async def export_jsonl(store: Store, out: TextIO) -> int:
     for line in [HEADER, *(_key_record(k) for k in await store.list_keys(None))]:
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
         count += 1
-    after: tuple[str, str] | None = None
-    while page := await store.export_items(after, _PAGE):
-        for tenant, item in page:
-            out.write(json.dumps({"type": "item", "tenant": tenant, **item.as_json()}) + "\n")
-        count += len(page)
-        after = (page[-1][0], page[-1][1].id)
+    async for tenant, item in every_record(store.export_items, lambda p: (p[0], p[1].id)):
+        out.write(json.dumps({"type": "item", "tenant": tenant, **item.as_json()}) + "\n")
+        count += 1
+    async for tenant, event in every_record(store.export_events, lambda p: (p[0], p[1].seq)):
+        out.write(json.dumps(_event_record(tenant, event), ensure_ascii=False) + "\n")
+        count += 1
     return count - 1
 
 
-def parse_export(lines: Iterable[str]) -> tuple[list[ApiKey], list[tuple[str, Item]]]:
-    """The records of an export, or ImportRefused listing every problem found, by line."""
-    keys: list[ApiKey] = []
-    items: list[tuple[str, Item]] = []
-    problems: list[str] = []
-    seen: dict[object, int] = {}  # ids and (tenant, name key) -> the line that had them first
+@dataclass
+class Export:
+    """The whole state an export holds."""
+
+    keys: list[ApiKey] = field(default_factory=list)
+    items: list[tuple[str, Item]] = field(default_factory=list)
+    events: list[tuple[str, Event]] = field(default_factory=list)
+
+
+def parse_export(lines: Iterable[str]) -> Export:
+    """The records of an export, or ImportRefused listing every problem found, by line.
+
+    Beyond each record, the whole is audited as ``inventory check`` would (names unique per
+    tenant, every item's ledger adding up, feeds numbered 1..n).
+    """
+    export, problems = Export(), list[str]()
     records = _json_lines(lines, problems)
     first = next(records, None)
     if first is None or first[1] != HEADER:
         problems.append(
             f"line {first[0] if first else 1}: expected the header {json.dumps(HEADER)}"
         )
+    _read_records(records, export, problems)
+    if not problems:
+        problems = audit(export.items, export.events)
+    if problems:
+        raise ImportRefused("the export is invalid:\n" + "\n".join(problems[:100]))
+    return export
+
+
+def _read_records(records: Iterator[tuple[int, Any]], export: Export, problems: list[str]) -> None:
+    """Add each record to ``export``; a problem for each bad record and each repeated claim."""
+    seen: dict[object, int] = {}  # ids, (tenant, name key), ... -> the line that had them first
     for number, record in records:
         try:
-            claims = _add(record, keys, items)
+            claims = _add(record, export)
         except (KeyError, TypeError, ValueError) as error:
             problems.append(f"line {number}: {error}")
             continue
@@ -77,9 +101,6 @@ def parse_export(lines: Iterable[str]) -> tuple[list[ApiKey], list[tuple[str, It
             if claim in seen:
                 problems.append(f"line {number}: this {what} is already on line {seen[claim]}")
             seen.setdefault(claim, number)
-    if problems:
-        raise ImportRefused("the export is invalid:\n" + "\n".join(problems[:100]))
-    return keys, items
 
 
 def _json_lines(lines: Iterable[str], problems: list[str]) -> Iterator[tuple[int, Any]]:
@@ -93,17 +114,24 @@ def _json_lines(lines: Iterable[str], problems: list[str]) -> Iterator[tuple[int
                 yield number, None
 
 
-def _add(record: Any, keys: list[ApiKey], items: list[tuple[str, Item]]) -> dict[object, str]:
-    """Append the record to ``keys`` or ``items``; what it claims must be unique."""
+def _add(record: Any, export: Export) -> dict[object, str]:
+    """Add the record to ``export``; what it claims must be unique."""
     kind = record["type"] if isinstance(record, dict) else None
+    if kind == "event":
+        tenant, event = _event(record)
+        export.events.append((tenant, event))
+        return {
+            ("seq", tenant, event.seq): "feed number",
+            ("version", tenant, event.item_id, event.version): "item version",
+        }
     if kind == "key":
-        keys.append(_key(record))
-        return {("key", keys[-1].id): "key id"}
+        export.keys.append(_key(record))
+        return {("key", export.keys[-1].id): "key id"}
     if kind == "item":
         tenant, item = _tenant(record["tenant"]), _item(record)
-        items.append((tenant, item))
+        export.items.append((tenant, item))
         return {("item", item.id): "item id", ("name", tenant, name_key(item.name)): "name"}
-    raise ValueError("a record must be an object of type 'key' or 'item'")
+    raise ValueError("a record must be an object of type 'key', 'item' or 'event'")
 
 
 def _key(record: dict[str, Any]) -> ApiKey:
@@ -128,14 +156,12 @@ def _item(record: dict[str, Any]) -> Item:
         record, {"type", "tenant", "id", "name", "qty", "version", "created_at", "updated_at"}
     )
     name, qty, version = record["name"], record["qty"], record["version"]
-    if not isinstance(name, str) or normalize_text(name) != name or text_problem(name):
-        raise ValueError(f"name {name!r} breaks the name invariant")
+    _text(name, "name")
     if problem := qty_problem(qty):
         raise ValueError(f"qty {problem}")
     if type(version) is not int or not 1 <= version < 2**63:
         raise ValueError("version must be an integer from 1 to 2^63 - 1")
-    if str(uuid.UUID(str(record["id"]))) != record["id"]:
-        raise ValueError("id must be a lowercase hyphenated UUID")
+    _uuid(record["id"])
     return Item(
         record["id"],
         name,
@@ -144,6 +170,48 @@ def _item(record: dict[str, Any]) -> Item:
         _timestamp(record["created_at"]),
         _timestamp(record["updated_at"]),
     )
+
+
+_EVENT_FIELDS = set(Event.__slots__)
+
+
+def _event(record: dict[str, Any]) -> tuple[str, Event]:
+    _exact_fields(record, {"type", "tenant", "event"})
+    fields = record["event"]
+    if not isinstance(fields, dict):
+        raise ValueError("event must be an object")
+    _exact_fields(fields, _EVENT_FIELDS)
+    for name in ("seq", "version", "qty", "delta"):
+        if type(fields[name]) is not int or abs(fields[name]) > QTY_MAX:
+            raise ValueError(f"event {name} must be an integer within ±{QTY_MAX}")
+    if fields["type"] not in ("created", "updated", "adjusted", "deleted"):
+        raise ValueError("event type must be created, updated, adjusted or deleted")
+    _text(fields["name"], "event name")
+    if fields["reason"] is not None:
+        _text(fields["reason"], "event reason")
+    if not re.fullmatch(r"[0-9a-f]{16}", str(fields["key_id"])):
+        raise ValueError("event key_id must be 16 hex digits")
+    for name in ("request_id", "batch_id"):
+        if fields[name] is not None and not re.fullmatch(
+            r"[A-Za-z0-9._-]{1,128}", str(fields[name])
+        ):
+            raise ValueError(f"event {name} is malformed")
+    _uuid(fields["item_id"])
+    return _tenant(record["tenant"]), Event(**{**fields, "at": _timestamp(fields["at"])})
+
+
+def _text(value: Any, what: str) -> None:
+    if not isinstance(value, str) or normalize_text(value) != value or text_problem(value):
+        raise ValueError(f"{what} {value!r} is not a valid normalized text")
+
+
+def _uuid(value: Any) -> None:
+    if not isinstance(value, str) or str(uuid.UUID(value)) != value:
+        raise ValueError("id must be a lowercase hyphenated UUID")
+
+
+def _event_record(tenant: str, event: Event) -> dict[str, Any]:
+    return {"type": "event", "tenant": tenant, "event": event.as_json()}
 
 
 def _exact_fields(record: dict[str, Any], fields: set[str]) -> None:

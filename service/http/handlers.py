@@ -10,7 +10,6 @@ one store method per backend, and the model.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Annotated
 
@@ -22,6 +21,7 @@ from model.invariants import (
     NewItem,
     check_adjustment,
     check_create,
+    check_reason,
     check_update,
     has_forbidden_character,
     prefix_key,
@@ -33,9 +33,8 @@ from service.http.responses import item_response, json_response
 from service.http.routing import Handler
 from service.http.spec import SPEC_PATH
 from service.http.validation import Check, Decode
-from service.store import PageRequest, Store
+from service.store import Author, PageRequest, Store
 
-log = logging.getLogger("inventory")
 HANDLERS: dict[str, Handler] = {}
 """Every handler, by the operationId it serves (filled in by ``serves``)."""
 _SPEC_BYTES = SPEC_PATH.read_bytes()  # the contract as served, read once
@@ -43,6 +42,8 @@ _SPEC_BYTES = SPEC_PATH.read_bytes()  # the contract as served, read once
 Cursor = Annotated[str | None, Decode(decode_cursor)]
 NamePrefix = Annotated[str | None, Decode(prefix_key)]
 IfMatch = Annotated[frozenset[int] | None, Decode(parse_if_match)]
+Reason = Annotated[str | None, Decode(check_reason)]
+After = Annotated[int | None, Decode(int)]
 
 
 def serves(operation_id: str) -> Callable[[Handler], Handler]:
@@ -57,9 +58,9 @@ def serves(operation_id: str) -> Callable[[Handler], Handler]:
 
 @serves("createItem")
 async def create_item(
-    store: Store, caller: Caller, body: Annotated[NewItem, Check(check_create)]
+    store: Store, author: Author, body: Annotated[NewItem, Check(check_create)]
 ) -> web.Response:
-    item = await store.create_item(caller.tenant, body)
+    item = await store.create_item(author, body)
     return item_response(item, status=201, headers={"Location": f"/items/{item.id}"})
 
 
@@ -85,30 +86,43 @@ async def list_items(
 @serves("updateItem")
 async def update_item(
     store: Store,
-    caller: Caller,
+    author: Author,
     item_id: str,
     if_match: IfMatch,
     body: Annotated[ItemChanges, Check(check_update)],
 ) -> web.Response:
-    return item_response(await store.update_item(caller.tenant, item_id, body, if_match))
+    return item_response(await store.update_item(author, item_id, body, if_match))
 
 
 @serves("deleteItem")
-async def delete_item(store: Store, caller: Caller, item_id: str) -> web.Response:
-    await store.delete_item(caller.tenant, item_id)
+async def delete_item(store: Store, author: Author, item_id: str, reason: Reason) -> web.Response:
+    await store.delete_item(author, item_id, reason)
     return web.Response(status=204)
 
 
 @serves("adjustItem")
 async def adjust_item(
-    store: Store, caller: Caller, item_id: str, body: Annotated[Adjustment, Check(check_adjustment)]
+    store: Store, author: Author, item_id: str, body: Annotated[Adjustment, Check(check_adjustment)]
 ) -> web.Response:
-    item = await store.adjust_item(caller.tenant, item_id, body["delta"])
-    log.info(
-        "adjusted %s by %d (%s) with key %s",
-        item_id, body["delta"], body.get("reason"), caller.key_id,
-    )  # fmt: skip
-    return item_response(item)
+    return item_response(await store.adjust_item(author, item_id, body))
+
+
+@serves("listItemEvents")
+async def list_item_events(
+    store: Store, caller: Caller, item_id: str, limit: int, after: After
+) -> web.Response:
+    page = await store.item_events(caller.tenant, item_id, after or 0, limit)
+    next_cursor = None if page.last is None else str(page.last)
+    return json_response({"events": [e.as_json() for e in page.events], "next_cursor": next_cursor})
+
+
+@serves("listEvents")
+async def list_events(
+    store: Store, caller: Caller, limit: int, after: After, wait: int
+) -> web.Response:
+    events = await store.feed(caller.tenant, after or 0, limit, wait)
+    next_cursor = str(events[-1].seq if events else after or 0)
+    return json_response({"events": [e.as_json() for e in events], "next_cursor": next_cursor})
 
 
 @serves("createKey")

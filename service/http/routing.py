@@ -15,9 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from service.auth import authenticate, authorize
+from service.http.request_ids import request_id_of
 from service.http.spec import Operation, SpecMismatch
 from service.http.validation import Arguments, read_arguments
-from service.store import Store
+from service.store import Author, Store
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -43,7 +44,7 @@ def bind(
 
 def _endpoint(arguments: Arguments, handler: Handler) -> Endpoint:
     role = arguments.operation.role
-    if "caller" in arguments.context and role is None:
+    if arguments.context - {"store"} and role is None:
         raise SpecMismatch(f"{arguments.operation.operation_id} is public but takes a caller")
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
@@ -53,6 +54,7 @@ def _endpoint(arguments: Arguments, handler: Handler) -> Endpoint:
             caller = await authenticate(store, request.headers.getall("Authorization", []))
             authorize(caller, role)
             context["caller"] = caller
+            context["author"] = Author(caller.tenant, caller.key_id, request_id_of(request))
         values = await read_arguments(request, arguments)
         return await handler(**values, **{name: context[name] for name in arguments.context})
 

@@ -8,7 +8,8 @@ its ``model.invariants`` check. JSON is decoded strictly: no NaN or Infinity, no
 keys, UTF-8 only.
 
 What a handler receives is declared by its signature (``Arguments.of``): ``store``,
-``caller``, ``body`` (``Annotated[NewItem, Check(check_create)]`` names the invariant check
+``caller`` (who asks), ``author`` (who changes: the caller's tenant and key, and the request
+id), ``body`` (``Annotated[NewItem, Check(check_create)]`` names the invariant check
 that normalizes it) and one argument per parameter of its operation, named like the
 parameter (``item_id``, ``if_match``), ``Annotated`` with a ``Decode`` where the raw value
 needs one. A handler and its operation that do not correspond stop the service at startup.
@@ -33,7 +34,7 @@ MAX_DEPTH = 32
 """A JSON value nested deeper is refused (400) before validation: no valid body nests past 2,
 and the schema validator gives up at about 256 levels with an error, not an answer."""
 TOO_DEEP = f"is nested more than {MAX_DEPTH} levels deep"
-CONTEXT_ARGUMENTS = frozenset({"store", "caller"})
+CONTEXT_ARGUMENTS = frozenset({"store", "caller", "author"})
 """Arguments the router supplies, not the request."""
 
 

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 from service.store.postgres import PostgresStore
 from service.store.protocol import Store
-from service.store.records import ApiKey, Item, Page, PageRequest, utc_now
+from service.store.records import ApiKey, Author, Event, Item, Page, PageRequest, utc_now
 from service.store.sqlite import SqliteStore, sqlite_path
 
-__all__ = ["ApiKey", "Item", "Page", "PageRequest", "Store", "is_postgres", "open_store", "utc_now"]
+__all__ = [
+    "ApiKey",
+    "Author",
+    "Event",
+    "Item",
+    "Page",
+    "PageRequest",
+    "Store",
+    "is_postgres",
+    "open_store",
+    "utc_now",
+]
 
 
 def is_postgres(url: str) -> bool:

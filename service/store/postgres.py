@@ -5,6 +5,10 @@ transaction at READ COMMITTED: adjustments are a single conditional UPDATE (no l
 update, qty never leaves its range), updates lock the row they read (``FOR UPDATE``),
 and the UNIQUE index settles two concurrent creates of one name (the loser gets 409).
 PostgreSQL groups concurrent commits itself, so no batching is done here.
+
+Each change and its ledger event are one statement (``_logged``): the change, then the
+tenant's next feed number (a row lock held to commit, so a tenant's events commit in seq
+order), the event, and a NOTIFY that wakes the followers in every process.
 """
 
 from __future__ import annotations
@@ -14,43 +18,103 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from model.invariants import QTY_MAX, ItemChanges, NewItem, name_key
+from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import shared
-from service.store.records import ApiKey, Item, Page, PageRequest, Versions, utc_now
+from service.store.feed import FeedSignal, follow
+from service.store.records import (
+    ApiKey,
+    Author,
+    Event,
+    EventPage,
+    Item,
+    Page,
+    PageRequest,
+    Versions,
+    utc_now,
+)
 
 _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = $1 AND tenant = $2"
+_CHANNEL = "inventory_events"
+_ANY_EVENT = "SELECT 1 FROM events WHERE tenant = $1 AND item_id = $2 LIMIT 1"
+
+
+def _logged(change: str, kind: str) -> str:
+    """``change`` and, in the same statement, its event: the statement to send.
+
+    ``change`` returns the item's columns after it and its ``delta`` (nothing if it changed
+    nothing: then no event either). Parameters $1 to $4 are the tenant, the reason, the key id
+    and the request id; the change's own parameters start at $5.
+    """
+    return (
+        f"WITH changed AS ({change}),"
+        " seq AS (INSERT INTO feeds (tenant, last_seq) SELECT $1, 1 FROM changed"
+        " ON CONFLICT (tenant) DO UPDATE SET last_seq = feeds.last_seq + 1 RETURNING last_seq),"
+        f" logged AS (INSERT INTO events ({shared.EVENT_ROW_COLUMNS})"
+        f" SELECT $1, seq.last_seq, c.id, '{kind}', c.version, c.qty, c.delta, c.name, $2, $3, $4,"
+        " NULL, c.updated_at FROM changed c, seq RETURNING tenant),"
+        f" notified AS (SELECT pg_notify('{_CHANNEL}', tenant) FROM logged)"
+        f" SELECT {shared.ITEM_COLUMNS} FROM changed, notified"
+    )
+
+
+_CREATE = _logged(
+    "INSERT INTO items (id, tenant, name, name_key, qty, version, created_at, updated_at)"
+    f" VALUES ($5, $1, $6, $7, $8, 1, $9, $9) RETURNING {shared.ITEM_COLUMNS}, qty AS delta",
+    "created",
+)
+_UPDATE = _logged(
+    "UPDATE items SET name = $5, name_key = $6, qty = $7, version = version + 1, updated_at = $8"
+    f" WHERE id = $9 RETURNING {shared.ITEM_COLUMNS}, qty - $10::bigint AS delta",
+    "updated",
+)
+_ADJUST = _logged(
+    "UPDATE items SET qty = qty + $5, version = version + 1, updated_at = $6"
+    " WHERE id = $7 AND tenant = $1 AND qty + $5 BETWEEN 0 AND $8"
+    f" RETURNING {shared.ITEM_COLUMNS}, $5::bigint AS delta",
+    "adjusted",
+)
+_DELETE = _logged(
+    "DELETE FROM items WHERE id = $5 AND tenant = $1 RETURNING id, name, 0::bigint AS qty,"
+    " version + 1 AS version, created_at, $6::text AS updated_at, -qty AS delta",
+    "deleted",
+)
 
 
 class PostgresStore:
     """The ``Store`` on a PostgreSQL database shared by any number of processes."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, listener: asyncpg.Connection) -> None:
         self._pool = pool
+        self._listener = listener
+        self._signal = FeedSignal()
 
     @classmethod
     async def open(cls, url: str, max_size: int = 10) -> PostgresStore:
-        """Connect a pool and bring the schema up to date."""
+        """Connect a pool and a listener for the feed, and bring the schema up to date."""
         pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, reset=_keep_session)
         try:
             async with pool.acquire() as db:
                 await migrate(db)
+            listener = await asyncpg.connect(url)
         except BaseException:
             await pool.close()
             raise
-        return cls(pool)
+        store = cls(pool, listener)
+        await listener.add_listener(_CHANNEL, store._notified)
+        return store
 
-    async def create_item(self, tenant: str, fields: NewItem) -> Item:
-        name, qty, now, item_id = fields["name"], fields["qty"], utc_now(), new_id()
+    async def create_item(self, author: Author, fields: NewItem) -> Item:
+        name, now = fields["name"], utc_now()
         async with _unique_name(name):
-            await self._pool.execute(
-                "INSERT INTO items (id, tenant, name, name_key, qty, version, created_at,"
-                " updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
-                item_id, tenant, name, name_key(name), qty, now,
+            row = await self._pool.fetchrow(
+                _CREATE, *_who(author, fields.get("reason")),
+                new_id(), name, name_key(name), fields["qty"], now,
             )  # fmt: skip
-        return Item(item_id, name, qty, 1, now, now)
+        self._signal.wake(author.tenant)
+        return Item(*row)
 
     async def get_item(self, tenant: str, item_id: str) -> Item:
         row = await self._pool.fetchrow(_SELECT_ITEM, item_id, tenant)
@@ -63,37 +127,55 @@ class PostgresStore:
         return shared.page_of(await self._pool.fetch(query, *params), request.limit)
 
     async def update_item(
-        self, tenant: str, item_id: str, changes: ItemChanges, expected: Versions
+        self, author: Author, item_id: str, changes: ItemChanges, expected: Versions
     ) -> Item:
         async with self._pool.acquire() as db, db.transaction():
-            row = await db.fetchrow(f"{_SELECT_ITEM} FOR UPDATE", item_id, tenant)
+            row = await db.fetchrow(f"{_SELECT_ITEM} FOR UPDATE", item_id, author.tenant)
             current = shared.updatable(Item(*row) if row else None, item_id, expected)
             name, key, qty = shared.updated_values(current, changes)
             async with _unique_name(name):
                 row = await db.fetchrow(
-                    "UPDATE items SET name = $1, name_key = $2, qty = $3, version = version + 1,"
-                    f" updated_at = $4 WHERE id = $5 RETURNING {shared.ITEM_COLUMNS}",
-                    name, key, qty, utc_now(), item_id,
+                    _UPDATE, *_who(author, changes.get("reason")),
+                    name, key, qty, utc_now(), item_id, current.qty,
                 )  # fmt: skip
+        self._signal.wake(author.tenant)
         return Item(*row)
 
-    async def delete_item(self, tenant: str, item_id: str) -> None:
-        await self._pool.execute("DELETE FROM items WHERE id = $1 AND tenant = $2", item_id, tenant)
+    async def delete_item(self, author: Author, item_id: str, reason: str | None) -> None:
+        await self._pool.execute(_DELETE, *_who(author, reason), item_id, utc_now())
+        self._signal.wake(author.tenant)
 
-    async def adjust_item(self, tenant: str, item_id: str, delta: int) -> Item:
+    async def adjust_item(self, author: Author, item_id: str, adjustment: Adjustment) -> Item:
+        delta = adjustment["delta"]
         async with self._pool.acquire() as db:
             row = await db.fetchrow(
-                "UPDATE items SET qty = qty + $1, version = version + 1, updated_at = $2"
-                " WHERE id = $3 AND tenant = $4 AND qty + $1 BETWEEN 0 AND $5"
-                f" RETURNING {shared.ITEM_COLUMNS}",
-                delta, utc_now(), item_id, tenant, QTY_MAX,
+                _ADJUST, *_who(author, adjustment.get("reason")),
+                delta, utc_now(), item_id, QTY_MAX,
             )  # fmt: skip
-            if row is not None:
-                return Item(*row)
-            qty = await db.fetchval(
-                "SELECT qty FROM items WHERE id = $1 AND tenant = $2", item_id, tenant
+            if row is None:
+                qty = await db.fetchval(
+                    "SELECT qty FROM items WHERE id = $1 AND tenant = $2", item_id, author.tenant
+                )
+                raise shared.adjustment_refused(item_id, qty, delta)
+        self._signal.wake(author.tenant)
+        return Item(*row)
+
+    async def item_events(self, tenant: str, item_id: str, after: int, limit: int) -> EventPage:
+        query = shared.history_query(lambda n: f"${n}")
+        rows = await self._pool.fetch(query, tenant, item_id, after, limit + 1)
+        page = shared.event_page(rows, limit)
+        if not page.events and not await self._pool.fetchval(_ANY_EVENT, tenant, item_id):
+            raise NotFound.item(item_id)
+        return page
+
+    async def feed(self, tenant: str, after: int, limit: int, wait: float) -> list[Event]:
+        async def read() -> list[Event]:
+            rows = await self._pool.fetch(
+                shared.feed_query(lambda n: f"${n}"), tenant, after, limit
             )
-        raise shared.adjustment_refused(item_id, qty, delta)
+            return [Event(*row) for row in rows]
+
+        return await follow(self._signal, tenant, wait, read)
 
     async def add_key(self, key: ApiKey) -> None:
         await self._pool.execute(
@@ -133,25 +215,49 @@ class PostgresStore:
         )  # fmt: skip
         return [(row[0], Item(*row[1:])) for row in rows]
 
-    async def import_state(self, keys: Sequence[ApiKey], items: Sequence[tuple[str, Item]]) -> None:
+    async def export_events(
+        self, after: tuple[str, int] | None, limit: int
+    ) -> list[tuple[str, Event]]:
+        rows = await self._pool.fetch(
+            f"SELECT tenant, {shared.EVENT_COLUMNS} FROM events WHERE $1::text IS NULL"
+            " OR (tenant, seq) > ($1, $2) ORDER BY tenant, seq LIMIT $3",
+            *(after or (None, None)), limit,
+        )  # fmt: skip
+        return [(row[0], Event(*row[1:])) for row in rows]
+
+    async def import_state(
+        self,
+        keys: Sequence[ApiKey],
+        items: Sequence[tuple[str, Item]],
+        events: Sequence[tuple[str, Event]],
+    ) -> None:
         async with self._pool.acquire() as db, db.transaction():
-            await db.execute("LOCK TABLE items, api_keys IN EXCLUSIVE MODE")
+            await db.execute("LOCK TABLE items, api_keys, events, feeds IN EXCLUSIVE MODE")
             if await db.fetchval(shared.ANY_ROW):
                 raise shared.DatabaseNotEmpty
-            await db.copy_records_to_table(
-                "api_keys", columns=shared.KEY_COLUMNS.split(", "), records=shared.key_rows(keys)
-            )
-            await db.copy_records_to_table(
-                "items",
-                columns=shared.ITEM_ROW_COLUMNS.split(", "),
-                records=shared.item_rows(items),
-            )
+            for table, columns, records in (
+                ("api_keys", shared.KEY_COLUMNS, shared.key_rows(keys)),
+                ("items", shared.ITEM_ROW_COLUMNS, shared.item_rows(items)),
+                ("events", shared.EVENT_ROW_COLUMNS, shared.event_rows(events)),
+            ):
+                await db.copy_records_to_table(table, columns=columns.split(", "), records=records)
+            await db.execute(shared.FEEDS_FROM_EVENTS)
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        await self._listener.close()
         await self._pool.close()
+
+    def _notified(self, _: object, __: int, ___: str, tenant: str) -> None:
+        """An event of ``tenant`` committed, in this process or another."""
+        self._signal.wake(tenant)
+
+
+def _who(author: Author, reason: str | None) -> tuple[str, str | None, str, str | None]:
+    """Parameters $1 to $4 of a ``_logged`` statement."""
+    return author.tenant, reason, author.key_id, author.request_id
 
 
 @asynccontextmanager

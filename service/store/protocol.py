@@ -2,7 +2,8 @@
 
 Handlers talk to storage only through this protocol. Every write method is one atomic
 transaction that validates inside the transaction (uniqueness, range, version) and raises
-a ``service.problems`` error, changing nothing, when the transition is rejected.
+a ``service.problems`` error, changing nothing, when the transition is rejected. Every
+successful change of an item appends its event to the ledger in that same transaction.
 """
 
 from __future__ import annotations
@@ -10,14 +11,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from model.invariants import ItemChanges, NewItem
-from service.store.records import ApiKey, Item, Page, PageRequest, Versions
+from model.invariants import Adjustment, ItemChanges, NewItem
+from service.store.records import (
+    ApiKey,
+    Author,
+    Event,
+    EventPage,
+    Item,
+    Page,
+    PageRequest,
+    Versions,
+)
 
 
 class Store(Protocol):
     """The state of the inventory; every method is one atomic transition."""
 
-    async def create_item(self, tenant: str, fields: NewItem) -> Item:
+    async def create_item(self, author: Author, fields: NewItem) -> Item:
         """Insert a new item; raises NameTaken."""
         ...
 
@@ -30,17 +40,26 @@ class Store(Protocol):
         ...
 
     async def update_item(
-        self, tenant: str, item_id: str, changes: ItemChanges, expected: Versions
+        self, author: Author, item_id: str, changes: ItemChanges, expected: Versions
     ) -> Item:
         """Apply ``changes``, version + 1; raises NotFound, PreconditionFailed, NameTaken."""
         ...
 
-    async def delete_item(self, tenant: str, item_id: str) -> None:
+    async def delete_item(self, author: Author, item_id: str, reason: str | None) -> None:
         """Delete the item if the tenant has it."""
         ...
 
-    async def adjust_item(self, tenant: str, item_id: str, delta: int) -> Item:
-        """Add ``delta`` to qty, version + 1; raises NotFound, QuantityOutOfRange."""
+    async def adjust_item(self, author: Author, item_id: str, adjustment: Adjustment) -> Item:
+        """Add the delta to qty, version + 1; raises NotFound, QuantityOutOfRange."""
+        ...
+
+    async def item_events(self, tenant: str, item_id: str, after: int, limit: int) -> EventPage:
+        """The item's events after version ``after``; NotFound if the tenant never had it."""
+        ...
+
+    async def feed(self, tenant: str, after: int, limit: int, wait: float) -> list[Event]:
+        """Up to ``limit`` of the tenant's events after seq ``after``; with none yet, wait up
+        to ``wait`` seconds for one to commit."""
         ...
 
     async def add_key(self, key: ApiKey) -> None:
@@ -65,7 +84,18 @@ class Store(Protocol):
         """Up to ``limit`` (tenant, item) pairs after ``after`` in (tenant, id) order."""
         ...
 
-    async def import_state(self, keys: Sequence[ApiKey], items: Sequence[tuple[str, Item]]) -> None:
+    async def export_events(
+        self, after: tuple[str, int] | None, limit: int
+    ) -> list[tuple[str, Event]]:
+        """Up to ``limit`` (tenant, event) pairs after ``after`` in (tenant, seq) order."""
+        ...
+
+    async def import_state(
+        self,
+        keys: Sequence[ApiKey],
+        items: Sequence[tuple[str, Item]],
+        events: Sequence[tuple[str, Event]],
+    ) -> None:
         """Insert all of it in one transaction; DatabaseNotEmpty if there is anything."""
         ...
 

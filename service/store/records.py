@@ -56,6 +56,58 @@ class ApiKey:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who makes a change: the tenant and key it comes with, and the request carrying it."""
+
+    tenant: str
+    key_id: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed change of one item: an entry of the ledger (README, "The ledger")."""
+
+    seq: int
+    item_id: str
+    type: str
+    version: int
+    qty: int
+    delta: int
+    name: str
+    reason: str | None
+    key_id: str
+    request_id: str | None
+    batch_id: str | None
+    at: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The event's JSON representation."""
+        return {
+            "seq": self.seq,
+            "item_id": self.item_id,
+            "type": self.type,
+            "version": self.version,
+            "qty": self.qty,
+            "delta": self.delta,
+            "name": self.name,
+            "reason": self.reason,
+            "key_id": self.key_id,
+            "request_id": self.request_id,
+            "batch_id": self.batch_id,
+            "at": self.at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """One page of an item's history; ``last`` is the version to continue after, if any."""
+
+    events: list[Event]
+    last: int | None
+
+
 Versions = frozenset[int] | None
 """The versions of an item that a condition (If-Match) accepts; None accepts any."""
 

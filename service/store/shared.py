@@ -13,7 +13,16 @@ from typing import Any
 
 from model.invariants import ItemChanges, name_key
 from service.problems import NotFound, PreconditionFailed, QuantityOutOfRange
-from service.store.records import ApiKey, Item, Page, PageRequest, Versions
+from service.store.records import (
+    ApiKey,
+    Author,
+    Event,
+    EventPage,
+    Item,
+    Page,
+    PageRequest,
+    Versions,
+)
 
 ITEM_COLUMNS = "id, name, qty, version, created_at, updated_at"
 """The columns an ``Item`` is built from, in its field order."""
@@ -21,7 +30,19 @@ KEY_COLUMNS = "id, tenant, role, key_hash, created_at, revoked_at"
 """The columns an ``ApiKey`` is built from, in its field order."""
 ITEM_ROW_COLUMNS = f"tenant, name_key, {ITEM_COLUMNS}"
 """The columns of a whole stored item, as ``item_rows`` orders them."""
-ANY_ROW = "SELECT 1 FROM items UNION ALL SELECT 1 FROM api_keys LIMIT 1"
+EVENT_COLUMNS = (
+    "seq, item_id, type, version, qty, delta, name, reason, key_id, request_id, batch_id, at"
+)
+"""The columns an ``Event`` is built from, in its field order."""
+EVENT_ROW_COLUMNS = f"tenant, {EVENT_COLUMNS}"
+"""The columns of a whole stored event, as ``event_rows`` orders them."""
+ANY_ROW = (
+    "SELECT 1 FROM items UNION ALL SELECT 1 FROM api_keys UNION ALL SELECT 1 FROM events LIMIT 1"
+)
+FEEDS_FROM_EVENTS = (
+    "INSERT INTO feeds (tenant, last_seq) SELECT tenant, MAX(seq) FROM events GROUP BY tenant"
+)
+"""After an import: each tenant's feed continues after its last imported event."""
 
 Placeholder = Callable[[int], str]
 """The n-th (1-based) bound parameter's spelling: ``?`` for SQLite, ``$n`` for PostgreSQL."""
@@ -56,6 +77,52 @@ def list_query(
         f" ORDER BY name_key LIMIT {placeholder(len(params))}"
     )
     return query, params
+
+
+def next_seq(placeholder: Placeholder) -> str:
+    """The statement that takes the tenant's next feed number (the tenant is parameter 1).
+
+    Its row lock is held until the transaction ends, so one tenant's events commit in seq
+    order whatever the number of writers.
+    """
+    return (
+        f"INSERT INTO feeds (tenant, last_seq) VALUES ({placeholder(1)}, 1) ON CONFLICT (tenant)"
+        " DO UPDATE SET last_seq = feeds.last_seq + 1 RETURNING last_seq"
+    )
+
+
+def history_query(placeholder: Placeholder) -> str:
+    """One item's events after a version, oldest first (tenant, item, after, limit)."""
+    p = placeholder
+    return (
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = {p(1)} AND item_id = {p(2)}"
+        f" AND version > {p(3)} ORDER BY version LIMIT {p(4)}"
+    )
+
+
+def feed_query(placeholder: Placeholder) -> str:
+    """A tenant's events after a seq, oldest first (tenant, after, limit)."""
+    p = placeholder
+    return (
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = {p(1)} AND seq > {p(2)}"
+        f" ORDER BY seq LIMIT {p(3)}"
+    )
+
+
+def event_page(rows: Sequence[Sequence[Any]], limit: int) -> EventPage:
+    """The page in up to ``limit + 1`` rows of event columns; the extra row says there is more."""
+    events = [Event(*row) for row in rows[:limit]]
+    return EventPage(events, events[-1].version if len(rows) > limit else None)
+
+
+def event_values(
+    author: Author, seq: int, item: Item, kind: str, delta: int, reason: str | None
+) -> tuple[Any, ...]:
+    """The row (EVENT_ROW_COLUMNS) of the event that left ``item`` as it is."""
+    return (
+        author.tenant, seq, item.id, kind, item.version, item.qty, delta, item.name, reason,
+        author.key_id, author.request_id, None, item.updated_at,
+    )  # fmt: skip
 
 
 def page_of(rows: Sequence[Sequence[Any]], limit: int) -> Page:
@@ -112,6 +179,16 @@ def item_rows(items: Sequence[tuple[str, Item]]) -> list[tuple[Any, ...]]:
         (tenant, name_key(i.name), i.id, i.name, i.qty, i.version, i.created_at, i.updated_at)
         for tenant, i in items
     ]
+
+
+def event_rows(events: Sequence[tuple[str, Event]]) -> list[tuple[Any, ...]]:
+    """``(tenant, event)`` pairs as rows of EVENT_ROW_COLUMNS."""
+    return [(tenant, *vars_of(event)) for tenant, event in events]
+
+
+def vars_of(event: Event) -> tuple[Any, ...]:
+    """An event's fields, in EVENT_COLUMNS order."""
+    return tuple(getattr(event, name) for name in Event.__slots__)
 
 
 def pending_migrations(backend: str, applied: Collection[str]) -> list[tuple[str, str]]:

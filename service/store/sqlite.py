@@ -20,21 +20,34 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from model.invariants import QTY_MAX, ItemChanges, NewItem, name_key
+from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import shared
-from service.store.records import ApiKey, Item, Page, PageRequest, Versions, utc_now
+from service.store.feed import FeedSignal, follow
+from service.store.records import (
+    ApiKey,
+    Author,
+    Event,
+    EventPage,
+    Item,
+    Page,
+    PageRequest,
+    Versions,
+    utc_now,
+)
 
 T = TypeVar("T")
 Transition = Callable[[sqlite3.Connection], Any]
 _BUSY_TIMEOUT_MS = 10_000
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = ? AND tenant = ?"
+_ANY_EVENT = "SELECT 1 FROM events WHERE tenant = ? AND item_id = ? LIMIT 1"
+_APPEND_EVENT = f"INSERT INTO events ({shared.EVENT_ROW_COLUMNS}) VALUES ({', '.join('?' * 13)})"
 
 
 def sqlite_path(url: str) -> str:
@@ -49,6 +62,7 @@ class SqliteStore:
         self._writer = writer
         self._reader = reader
         self._batcher = _GroupCommit(writer)
+        self._signal = FeedSignal()
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -62,8 +76,8 @@ class SqliteStore:
             raise
         return cls(writer, reader)
 
-    async def create_item(self, tenant: str, fields: NewItem) -> Item:
-        return await self._batcher.write(_create_item, tenant, fields, new_id())
+    async def create_item(self, author: Author, fields: NewItem) -> Item:
+        return await self._logged(author, _create_item, fields, new_id())
 
     async def get_item(self, tenant: str, item_id: str) -> Item:
         rows = await self._fetch(_SELECT_ITEM, item_id, tenant)
@@ -76,15 +90,29 @@ class SqliteStore:
         return shared.page_of(await self._fetch(query, *params), request.limit)
 
     async def update_item(
-        self, tenant: str, item_id: str, changes: ItemChanges, expected: Versions
+        self, author: Author, item_id: str, changes: ItemChanges, expected: Versions
     ) -> Item:
-        return await self._batcher.write(_update_item, tenant, item_id, changes, expected)
+        return await self._logged(author, _update_item, item_id, changes, expected)
 
-    async def delete_item(self, tenant: str, item_id: str) -> None:
-        await self._batcher.write(_delete_item, tenant, item_id)
+    async def delete_item(self, author: Author, item_id: str, reason: str | None) -> None:
+        await self._logged(author, _delete_item, item_id, reason)
 
-    async def adjust_item(self, tenant: str, item_id: str, delta: int) -> Item:
-        return await self._batcher.write(_adjust_item, tenant, item_id, delta)
+    async def adjust_item(self, author: Author, item_id: str, adjustment: Adjustment) -> Item:
+        return await self._logged(author, _adjust_item, item_id, adjustment)
+
+    async def item_events(self, tenant: str, item_id: str, after: int, limit: int) -> EventPage:
+        query = shared.history_query(lambda _: "?")
+        page = shared.event_page(await self._fetch(query, tenant, item_id, after, limit + 1), limit)
+        if not page.events and not await self._fetch(_ANY_EVENT, tenant, item_id):
+            raise NotFound.item(item_id)
+        return page
+
+    async def feed(self, tenant: str, after: int, limit: int, wait: float) -> list[Event]:
+        async def read() -> list[Event]:
+            rows = await self._fetch(shared.feed_query(lambda _: "?"), tenant, after, limit)
+            return [Event(*row) for row in rows]
+
+        return await follow(self._signal, tenant, wait, read)
 
     async def add_key(self, key: ApiKey) -> None:
         await self._batcher.write(_add_keys, [key])
@@ -115,8 +143,24 @@ class SqliteStore:
         )  # fmt: skip
         return [(row[0], Item(*row[1:])) for row in rows]
 
-    async def import_state(self, keys: Sequence[ApiKey], items: Sequence[tuple[str, Item]]) -> None:
-        await self._batcher.write(_import_state, keys, items)
+    async def export_events(
+        self, after: tuple[str, int] | None, limit: int
+    ) -> list[tuple[str, Event]]:
+        tenant, seq = after or (None, None)
+        rows = await self._fetch(
+            f"SELECT tenant, {shared.EVENT_COLUMNS} FROM events"
+            " WHERE ? IS NULL OR (tenant, seq) > (?, ?) ORDER BY tenant, seq LIMIT ?",
+            tenant, tenant, seq, limit,
+        )  # fmt: skip
+        return [(row[0], Event(*row[1:])) for row in rows]
+
+    async def import_state(
+        self,
+        keys: Sequence[ApiKey],
+        items: Sequence[tuple[str, Item]],
+        events: Sequence[tuple[str, Event]],
+    ) -> None:
+        await self._batcher.write(_import_state, keys, items, events)
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1")
@@ -125,6 +169,12 @@ class SqliteStore:
         await self._batcher.close()
         await self._reader.close()
         await self._writer.close()
+
+    async def _logged(self, author: Author, transition: Callable[..., T], *args: Any) -> T:
+        """Run a transition that appends its events, then wake the tenant's followers."""
+        result = await self._batcher.write(transition, author, *args)
+        self._signal.wake(author.tenant)
+        return result
 
     async def _fetch(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await self._reader.execute_fetchall(query, params)]
@@ -264,25 +314,23 @@ def _fetch_item(db: sqlite3.Connection, tenant: str, item_id: str) -> Item | Non
     return Item(*row) if row else None
 
 
-def _create_item(db: sqlite3.Connection, tenant: str, fields: NewItem, item_id: str) -> Item:
+def _create_item(db: sqlite3.Connection, author: Author, fields: NewItem, item_id: str) -> Item:
     name, qty, now = fields["name"], fields["qty"], utc_now()
     with _unique_name(name):
         db.execute(
             "INSERT INTO items (id, tenant, name, name_key, qty, version, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
-            (item_id, tenant, name, name_key(name), qty, now, now),
+            (item_id, author.tenant, name, name_key(name), qty, now, now),
         )
-    return Item(item_id, name, qty, 1, now, now)
+    item = Item(item_id, name, qty, 1, now, now)
+    _append(db, author, item, "created", qty, fields.get("reason"))
+    return item
 
 
 def _update_item(
-    db: sqlite3.Connection,
-    tenant: str,
-    item_id: str,
-    changes: ItemChanges,
-    expected: Versions,
+    db: sqlite3.Connection, author: Author, item_id: str, changes: ItemChanges, expected: Versions
 ) -> Item:
-    current = shared.updatable(_fetch_item(db, tenant, item_id), item_id, expected)
+    current = shared.updatable(_fetch_item(db, author.tenant, item_id), item_id, expected)
     name, key, qty = shared.updated_values(current, changes)
     with _unique_name(name):
         row = db.execute(
@@ -290,24 +338,46 @@ def _update_item(
             f" updated_at = ? WHERE id = ? AND version = ? RETURNING {shared.ITEM_COLUMNS}",
             (name, key, qty, utc_now(), item_id, current.version),
         ).fetchone()
-    return Item(*row)
+    item = Item(*row)
+    _append(db, author, item, "updated", item.qty - current.qty, changes.get("reason"))
+    return item
 
 
-def _adjust_item(db: sqlite3.Connection, tenant: str, item_id: str, delta: int) -> Item:
+def _adjust_item(
+    db: sqlite3.Connection, author: Author, item_id: str, adjustment: Adjustment
+) -> Item:
+    delta = adjustment["delta"]
     row = db.execute(
         "UPDATE items SET qty = qty + ?, version = version + 1, updated_at = ?"
         " WHERE id = ? AND tenant = ? AND qty + ? BETWEEN 0 AND ?"
         f" RETURNING {shared.ITEM_COLUMNS}",
-        (delta, utc_now(), item_id, tenant, delta, QTY_MAX),
+        (delta, utc_now(), item_id, author.tenant, delta, QTY_MAX),
+    ).fetchone()
+    if row is None:
+        current = _fetch_item(db, author.tenant, item_id)
+        raise shared.adjustment_refused(item_id, current.qty if current else None, delta)
+    item = Item(*row)
+    _append(db, author, item, "adjusted", delta, adjustment.get("reason"))
+    return item
+
+
+def _delete_item(db: sqlite3.Connection, author: Author, item_id: str, reason: str | None) -> None:
+    row = db.execute(
+        f"DELETE FROM items WHERE id = ? AND tenant = ? RETURNING {shared.ITEM_COLUMNS}",
+        (item_id, author.tenant),
     ).fetchone()
     if row is not None:
-        return Item(*row)
-    current = _fetch_item(db, tenant, item_id)
-    raise shared.adjustment_refused(item_id, current.qty if current else None, delta)
+        gone = Item(*row)
+        last = replace(gone, qty=0, version=gone.version + 1, updated_at=utc_now())
+        _append(db, author, last, "deleted", -gone.qty, reason)
 
 
-def _delete_item(db: sqlite3.Connection, tenant: str, item_id: str) -> None:
-    db.execute("DELETE FROM items WHERE id = ? AND tenant = ?", (item_id, tenant))
+def _append(
+    db: sqlite3.Connection, author: Author, item: Item, kind: str, delta: int, reason: str | None
+) -> None:
+    """Append the event that left ``item`` as it is to its tenant's ledger."""
+    (seq,) = db.execute(shared.next_seq(lambda _: "?"), (author.tenant,)).fetchone()
+    db.execute(_APPEND_EVENT, shared.event_values(author, seq, item, kind, delta, reason))
 
 
 def _add_keys(db: sqlite3.Connection, keys: Sequence[ApiKey]) -> None:
@@ -327,7 +397,10 @@ def _revoke_key(db: sqlite3.Connection, tenant: str | None, key_id: str) -> bool
 
 
 def _import_state(
-    db: sqlite3.Connection, keys: Sequence[ApiKey], items: Sequence[tuple[str, Item]]
+    db: sqlite3.Connection,
+    keys: Sequence[ApiKey],
+    items: Sequence[tuple[str, Item]],
+    events: Sequence[tuple[str, Event]],
 ) -> None:
     if db.execute(shared.ANY_ROW).fetchone():
         raise shared.DatabaseNotEmpty
@@ -336,6 +409,8 @@ def _import_state(
         f"INSERT INTO items ({shared.ITEM_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         shared.item_rows(items),
     )
+    db.executemany(_APPEND_EVENT, shared.event_rows(events))
+    db.execute(shared.FEEDS_FROM_EVENTS)
 
 
 @contextmanager

@@ -640,7 +640,7 @@ def test_an_adjustment_of_a_missing_item_is_404_and_changes_nothing(
 
 
 @pytest.mark.parametrize("reason", ["  sold to Zo\u00eb \n", "r" * 200])
-def test_an_adjustment_accepts_a_reason_and_does_not_store_it(
+def test_an_adjustment_stores_its_reason_normalized_with_its_event_not_on_the_item(
     fresh_writer: ContractClient, module_database: Database, reason: str, fresh_tenant: str
 ) -> None:
     item = create(fresh_writer, "apple", 5)
@@ -654,6 +654,10 @@ def test_an_adjustment_accepts_a_reason_and_does_not_store_it(
     [stored] = db.items(module_database, fresh_tenant)
     assert set(stored) == ITEM_COLUMNS
     assert (stored["qty"], stored["version"]) == (3, 2)
+    created, adjusted = db.events(module_database, fresh_tenant)
+    assert (created["type"], created["reason"]) == ("created", None)
+    assert (adjusted["type"], adjusted["delta"], adjusted["qty"]) == ("adjusted", -2, 3)
+    assert adjusted["reason"] == reason.strip()
 
 
 # --- meta routes and routing errors --------------------------------------------------

@@ -144,7 +144,7 @@ def test_stateful(live: LiveServer, session: requests.Session) -> None:
         """
 
         def setup(self) -> None:
-            db.execute(database, "DELETE FROM items")
+            db.empty_items(database)
             db.execute(database, f"DELETE FROM api_keys WHERE id NOT IN ({own_keys})")
 
         def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:

@@ -37,9 +37,11 @@ from model.reference import (
     Command,
     CreateItem,
     DeleteItem,
+    Event,
     GetItem,
     Inventory,
     Item,
+    ListItemEvents,
     ListItems,
     Outcome,
     UpdateItem,
@@ -108,6 +110,15 @@ missing_ids = st.one_of(
         ["nope", "00000000-0000-0000-0000-00000000000G", "0190A7C4-0000-7000-8000-000000000000"]
     ),
 )
+
+
+def _sendable(value: object) -> bool:
+    """Whether ``value`` can travel in a query string at all (a string without surrogates)."""
+    return isinstance(value, str) and value.encode("utf-8", "surrogatepass") == value.encode(
+        "utf-8", "replace"
+    )
+
+
 # Who sends a command about an existing item: its owner mostly, sometimes the other
 # tenant (must see 404 / change nothing), sometimes acme's reader (403 on writes).
 senders = st.sampled_from(["owner", "owner", "owner", "other tenant", "reader"])
@@ -121,6 +132,7 @@ class ServiceMatchesModel(RuleBasedStateMachine):
 
     server: ClassVar[LiveServer]
     clients: ClassVar[dict[Caller, ContractClient]]
+    key_ids: ClassVar[dict[Caller, str]]
 
     ids = Bundle("ids")
     deleted = Bundle("deleted")
@@ -128,10 +140,12 @@ class ServiceMatchesModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.model = Inventory.empty()
+        self.cursors = {"acme": "0", "globex": "0"}  # each tenant's follower resumes here
 
     @initialize()
     def start_from_empty(self) -> None:
         assert db.items(self.server.database) == []
+        assert db.events(self.server.database) == []
 
     def teardown(self) -> None:
         _empty_items(self.server)
@@ -143,6 +157,10 @@ class ServiceMatchesModel(RuleBasedStateMachine):
     )
     def create(self, caller: Caller, name: str, qty: int) -> Any:
         return self._create(caller, {"name": name, "qty": qty})
+
+    @rule(target=ids, caller=st.sampled_from([ACME, GLOBEX]), name=valid_names, reason=valid_names)
+    def create_with_a_reason(self, caller: Caller, name: str, reason: str) -> Any:
+        return self._create(caller, {"name": name, "qty": 1, "reason": reason})
 
     @rule(
         target=ids,
@@ -201,9 +219,12 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         name=st.none() | valid_names,
         qty=st.none() | valid_quantities,
         if_match=st.sampled_from(["none", "current", "stale"]),
+        reason=st.none() | valid_names,
     )
-    def update(self, item_id: str, sender: str, name: object, qty: object, if_match: str) -> None:
-        self._update(item_id, sender, name, qty, if_match)
+    def update(
+        self, item_id: str, sender: str, name: object, qty: object, if_match: str, reason: object
+    ) -> None:
+        self._update(item_id, sender, name, qty, if_match, reason)
 
     @rule(
         item_id=ids,
@@ -236,6 +257,46 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         self._expect(DeleteItem(caller, item_id), self.clients[caller].delete(f"/items/{item_id}"))
         return item_id
 
+    @rule(item_id=ids | deleted, reason=valid_names | invalid_names.filter(_sendable))
+    def delete_with_a_reason(self, item_id: str, reason: str) -> None:
+        """A valid reason is stored with the event; an invalid one is a 400 changing nothing."""
+        caller = self._sender(item_id, "owner")
+        response = self.clients[caller].delete(f"/items/{item_id}", params={"reason": reason})
+        self._expect(DeleteItem(caller, item_id, reason), response)
+
+    # --- the ledger ----------------------------------------------------------------------
+
+    @rule(item_id=ids | deleted | missing_ids, sender=senders, limit=st.integers(1, 3))
+    def read_history(self, item_id: str, sender: str, limit: int) -> None:
+        """Walking an item's history page by page yields exactly the model's events."""
+        caller = self._sender(item_id, sender)
+        seen, after = [], None
+        while True:
+            params = {"limit": limit} | ({} if after is None else {"after": after})
+            response = self.clients[caller].get(f"/items/{item_id}/events", params=params)
+            if response.status_code != 200 or response.json()["next_cursor"] is None:
+                break
+            seen += response.json()["events"]
+            after = response.json()["next_cursor"]
+        outcome = self._expect(ListItemEvents(caller, item_id), response)
+        if outcome.events is not None:
+            seen += response.json()["events"]
+            self._check_events(seen, outcome.events)
+
+    @rule(caller=st.sampled_from(CALLERS), limit=st.integers(1, 4))
+    def follow_the_feed(self, caller: Caller, limit: int) -> None:
+        """A follower resuming only from next_cursor sees each event once, in order."""
+        cursor = self.cursors[caller.tenant]
+        params: dict[str, str | int] = {"after": cursor, "limit": limit}
+        response = self.clients[caller].get("/events", params=params)
+        assert response.status_code == 200, response.text
+        expected = self.model.feed(caller.tenant, int(cursor))[:limit]
+        body = response.json()
+        self._check_events(body["events"], expected)
+        assert body["next_cursor"] == str(expected[-1].seq if expected else cursor)
+        self.cursors[caller.tenant] = body["next_cursor"]
+        event(f"feed page of {len(expected)}")
+
     @rule(
         item_id=ids | deleted | missing_ids,
         sender=st.sampled_from(["other tenant", "reader", "owner of nothing"]),
@@ -254,6 +315,20 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         rows = db.items(self.server.database)
         stored = {(r["id"], r["tenant"], r["name"], r["qty"], r["version"]) for r in rows}
         expected = {(i.id, i.tenant, i.name, i.qty, i.version) for i in self.model.items.values()}
+        assert stored == expected
+
+    @invariant()
+    def stored_ledger_equals_model(self) -> None:
+        stored = [
+            (r["tenant"], r["seq"], r["item_id"], r["type"], r["version"], r["qty"], r["delta"],
+             r["name"], r["reason"], r["key_id"])
+            for r in db.events(self.server.database)
+        ]  # fmt: skip
+        expected = [
+            (e.tenant, e.seq, e.item_id, e.kind, e.version, e.qty, e.delta, e.name, e.reason,
+             self.key_ids[e.by])
+            for e in sorted(self.model.events, key=lambda e: (e.tenant, e.seq))
+        ]  # fmt: skip
         assert stored == expected
 
     @invariant()
@@ -289,6 +364,11 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         headers = {"Content-Type": "application/json"} | (headers or {})
         return self.clients[caller].request(method, path, data=json.dumps(body), headers=headers)
 
+    def _check_events(self, seen: list[dict[str, Any]], expected: tuple[Event, ...]) -> None:
+        """The events the service showed are the model's, each made with its sender's key."""
+        assert [_public_event(e) for e in seen] == [e.as_json() for e in expected]
+        assert [e["key_id"] for e in seen] == [self.key_ids[e.by] for e in expected]
+
     def _expect(self, command: Command, response: requests.Response) -> Outcome:
         self.model, outcome = apply(self.model, command)
         event(f"{type(command).__name__} -> {outcome.status} {outcome.problem or ''}")
@@ -301,9 +381,18 @@ class ServiceMatchesModel(RuleBasedStateMachine):
             assert response.headers["ETag"] == f'"{outcome.item.version}"'
         return outcome
 
-    def _update(self, item_id: str, sender: str, name: object, qty: object, if_match: str) -> None:
+    def _update(
+        self,
+        item_id: str,
+        sender: str,
+        name: object,
+        qty: object,
+        if_match: str,
+        reason: object = None,
+    ) -> None:
         caller = self._sender(item_id, sender)
-        body = {k: v for k, v in (("name", name), ("qty", qty)) if v is not None}
+        fields = (("name", name), ("qty", qty), ("reason", reason))
+        body = {k: v for k, v in fields if v is not None}
         version = self._current_version(item_id)
         expected = (
             None if if_match == "none" or version is None else version + (if_match == "stale")
@@ -332,6 +421,11 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         return item.version if item is not None else None
 
 
+def _public_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as the model sees it: without who, which request, which batch and when."""
+    return {k: v for k, v in event.items() if k not in ("key_id", "request_id", "batch_id", "at")}
+
+
 def _public(item: dict[str, Any]) -> dict[str, Any]:
     """An item as the model sees it: without the timestamps it cannot predict."""
     return {k: v for k, v in item.items() if k not in ("created_at", "updated_at")}
@@ -339,7 +433,7 @@ def _public(item: dict[str, Any]) -> dict[str, Any]:
 
 def _empty_items(server: LiveServer) -> None:
     """Remove every item (keys stay) so the next example starts from an empty inventory."""
-    db.execute(server.database, "DELETE FROM items")
+    db.empty_items(server.database)
 
 
 @pytest.fixture(scope="class")
@@ -358,9 +452,11 @@ def live_service(
     else:
         database = PostgresDatabase(request.getfixturevalue("postgres_url"))
     server = LiveServer(database).start()
-    clients = {c: ContractClient(server.url, server.create_key(c.tenant, c.role)) for c in CALLERS}
+    keys = {c: server.create_key(c.tenant, c.role) for c in CALLERS}
+    clients = {c: ContractClient(server.url, key) for c, key in keys.items()}
     ServiceMatchesModel.server = server
     ServiceMatchesModel.clients = clients
+    ServiceMatchesModel.key_ids = {c: key.split("_")[1] for c, key in keys.items()}
     _empty_items(server)  # each run starts from an empty inventory
     yield
     for client in clients.values():

@@ -38,13 +38,19 @@ def url_of(database: Database) -> str:
 
 def snapshot(database: Database) -> Snapshot:
     """Every row of every table, in a stable order."""
-    tables = ("api_keys", "items", "schema_migrations")
+    tables = ("api_keys", "items", "events", "feeds", "schema_migrations")
     return {table: sorted(_rows(database, f"SELECT * FROM {table}")) for table in tables}
 
 
 def items(database: Database, tenant: str | None = None) -> list[dict[str, Any]]:
     """The stored items (of ``tenant``, if given), as dicts, ordered by tenant and name key."""
     query = "SELECT * FROM items ORDER BY tenant, name_key"
+    return [row for row in _dicts(database, query) if tenant is None or row["tenant"] == tenant]
+
+
+def events(database: Database, tenant: str | None = None) -> list[dict[str, Any]]:
+    """The stored events (of ``tenant``, if given), as dicts, ordered by tenant and seq."""
+    query = "SELECT * FROM events ORDER BY tenant, seq"
     return [row for row in _dicts(database, query) if tenant is None or row["tenant"] == tenant]
 
 
@@ -75,6 +81,12 @@ def execute(database: Database, sql: str) -> None:
         return
     with sqlite3.connect(database, timeout=10) as db:
         db.execute(sql)
+
+
+def empty_items(database: Database) -> None:
+    """Remove every item and its whole ledger (keys stay): an empty inventory again."""
+    for table in ("items", "events", "feeds"):
+        execute(database, f"DELETE FROM {table}")
 
 
 async def _postgres_execute(url: str, sql: str) -> None:

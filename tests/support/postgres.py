@@ -42,7 +42,7 @@ def drop_database(url: str) -> None:
 
 def empty_database(url: str) -> None:
     """Remove every row the service wrote, keeping the schema."""
-    asyncio.run(_execute("TRUNCATE items, api_keys", url))
+    asyncio.run(_execute("TRUNCATE items, api_keys, events, feeds", url))
 
 
 async def _execute(sql: str, url: str = ADMIN_URL) -> None:

@@ -33,16 +33,21 @@ def service_modules() -> dict[str, ast.Module]:
 
 
 def imports_of(tree: ast.AST, known: Iterable[str] = ()) -> set[str]:
-    """Every module ``tree`` imports, wherever; ``from pkg import mod`` counts as ``pkg.mod``
-    when ``pkg.mod`` is one of ``known``."""
+    """Every module ``tree`` imports, wherever it does.
+
+    ``from pkg import mod`` counts as importing ``pkg.mod`` alone when that is one of
+    ``known`` (like ``from pkg.mod import x``): a submodule's parent package is initialized
+    first, by Python, whoever imports it, so that edge is no circle of ours.
+    """
     modules = set(known)
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names} & modules
+            names = {f"{node.module}.{a.name}" for a in node.names}
+            found |= names & modules or {node.module}
+            found |= {node.module} if names - modules else set()
     return found
 
 

@@ -24,6 +24,7 @@ from model.reference import (
     GetItem,
     Inventory,
     Item,
+    ListEvents,
     ListItems,
     Outcome,
     UpdateItem,
@@ -445,7 +446,7 @@ def _aim(command: Command, state: Inventory, choice: int, fresh_id: str) -> Comm
     """``command`` with its id: a fresh one to create, else mostly one the state holds."""
     if isinstance(command, CreateItem):
         return replace(command, new_id=fresh_id)
-    if isinstance(command, ListItems):
+    if isinstance(command, ListItems | ListEvents):
         return command
     held = sorted(state.items)
     strays = [ABSENT, "nope"]  # choices 0 and 1: an unknown id, a malformed one
