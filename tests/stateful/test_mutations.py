@@ -1,10 +1,12 @@
-"""The state machine has teeth: each realistic bug planted in a copy of the service is caught.
+"""The proof has teeth: each realistic bug planted in a copy of the service is caught.
 
 Every mutant is a few textual replacements in a fresh copy of the project. The state
 machine (tests/stateful/test_service_matches_model.py, SQLite backend, the same examples
 as in CI but without shrinking) then runs against the copy in a subprocess and must fail.
-A replacement that no longer matches the source fails this test too, so the mutants
-cannot silently rot as the code changes.
+A bug that only concurrency can show (PostgreSQL commits landing out of feed order) is
+caught by the test made for it instead, named by its mutant. A replacement that no longer
+matches the source fails this test too, so the mutants cannot silently rot as the code
+changes.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ class Mutant:
 
     bug: str
     edits: tuple[tuple[str, str, str], ...]
+    catcher: tuple[str, ...] = ("tests/stateful/test_service_matches_model.py", "-k", "sqlite")
+    """The pytest selection that must fail on the bug."""
 
 
 SQLITE = "service/store/sqlite.py"
+POSTGRES = "service/store/postgres.py"
 SHARED = "service/store/shared.py"
 MUTANTS = (
     Mutant(
@@ -38,8 +43,8 @@ MUTANTS = (
             (SQLITE, "qty + ? BETWEEN 0 AND ?", "qty + ? BETWEEN -? AND ?"),
             (
                 SQLITE,
-                "(delta, utc_now(), item_id, tenant, delta, QTY_MAX)",
-                "(delta, utc_now(), item_id, tenant, delta, QTY_MAX, QTY_MAX)",
+                "(delta, utc_now(), item_id, author.tenant, delta, QTY_MAX)",
+                "(delta, utc_now(), item_id, author.tenant, delta, QTY_MAX, QTY_MAX)",
             ),
             (
                 "service/store/migrations/sqlite/0001_items_and_keys.sql",
@@ -53,8 +58,8 @@ MUTANTS = (
         (
             (
                 SQLITE,
-                "(item_id, tenant, name, name_key(name), qty, now, now)",
-                "(item_id, tenant, name, name, qty, now, now)",
+                "(item_id, author.tenant, name, name_key(name), qty, now, now)",
+                "(item_id, author.tenant, name, name, qty, now, now)",
             ),
         ),
     ),
@@ -118,6 +123,49 @@ MUTANTS = (
         "a reader may write",
         (("service/auth.py", "    if not caller.may(role):", "    if False:"),),
     ),
+    Mutant(
+        "an adjustment appends no event",
+        (
+            (
+                SQLITE,
+                '    _append(db, author, item, "adjusted", delta, adjustment.get("reason"))\n',
+                "",
+            ),
+        ),
+    ),
+    Mutant(
+        "an update's event has the wrong delta",
+        ((SQLITE, '"updated", item.qty - current.qty,', '"updated", item.qty,'),),
+    ),
+    Mutant(
+        "deleting an item deletes its history",
+        (
+            (
+                SQLITE,
+                '        _append(db, author, last, "deleted", -gone.qty, reason)\n',
+                '        _append(db, author, last, "deleted", -gone.qty, reason)\n'
+                '        db.execute("DELETE FROM events WHERE item_id = ?", (item_id,))\n',
+            ),
+        ),
+    ),
+    Mutant(
+        "feed numbers come from a sequence taken before commit (PostgreSQL)",
+        (
+            (
+                "service/store/migrations/postgres/0002_events.sql",
+                "CREATE TABLE feeds (",
+                "CREATE SEQUENCE event_numbers;\nCREATE TABLE feeds (",
+            ),
+            (
+                POSTGRES,
+                'seq AS (INSERT INTO feeds (tenant, last_seq) SELECT $1, 1 FROM changed"\n'
+                '        " ON CONFLICT (tenant) DO UPDATE SET last_seq = feeds.last_seq + 1'
+                ' RETURNING last_seq),"',
+                "seq AS (SELECT nextval('event_numbers') AS last_seq FROM changed),\"",
+            ),
+        ),
+        ("tests/system/test_feed.py", "-k", "never_skips and postgres"),
+    ),
 )
 
 
@@ -152,7 +200,7 @@ def test_state_machine_catches_planted_bug(mutant: Mutant, tmp_path: Path) -> No
     copy = _mutated_copy(mutant, tmp_path / "project")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-         "tests/stateful/test_service_matches_model.py", "-k", "sqlite",
+         *mutant.catcher,
          "-o", "addopts=", "-W", "ignore::pytest.PytestUnraisableExceptionWarning"],
         cwd=copy,
         env=_environment(copy),
