@@ -258,7 +258,9 @@ def ledger_problems(
     """(item id, what is wrong) for each item of one tenant whose ledger does not add up.
 
     ``current`` maps each existing item to its (qty, version). For every item ever created:
-    its events are versions 1..n, the first ``created`` and only the last may be ``deleted``;
+    its events have consecutive versions, from 1 (or from where the ledger began, for an
+    item older than the ledger: its opening ``created`` event), the first ``created`` and
+    only the last ``deleted``;
     each event's qty is the previous qty plus its delta (the first: its delta); an existing
     item stands where its last event left it; a deleted item's events sum to 0.
     """
@@ -275,10 +277,10 @@ def ledger_problems(
 
 
 def _history_problem(entries: list[LedgerEntry]) -> str | None:
-    qty = 0
+    qty, first = 0, entries[0].version
     for number, entry in enumerate(entries, start=1):
-        if entry.version != number:
-            return f"event versions are not 1..{len(entries)}: {entry.version} at place {number}"
+        if entry.version != first + number - 1:
+            return f"event versions are not consecutive: {entry.version} at place {number}"
         if (entry.kind == "created") != (number == 1):
             return f"version {entry.version} is a {entry.kind!r} event"
         if entry.kind == "deleted" and number != len(entries):

@@ -78,9 +78,12 @@ def _tenant_ledger_problems(
 
 
 async def audit_store(store: Store) -> list[str]:
-    """``audit`` of everything ``store`` holds."""
-    items = [pair async for pair in every_record(store.export_items, lambda p: (p[0], p[1].id))]
-    events = [pair async for pair in every_record(store.export_events, lambda p: (p[0], p[1].seq))]
+    """``audit`` of everything ``store`` holds, as of one moment."""
+    async with store.snapshot() as state:
+        items = [pair async for pair in every_record(state.export_items, lambda p: (p[0], p[1].id))]
+        events = [
+            pair async for pair in every_record(state.export_events, lambda p: (p[0], p[1].seq))
+        ]
     return audit(items, events)
 
 

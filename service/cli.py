@@ -232,7 +232,7 @@ def _import(args: argparse.Namespace) -> None:
         export = parse_export(sys.stdin)  # all of it checked before the database is opened
 
         async def load(store: Store) -> None:
-            await store.import_state(export.keys, export.items, export.events)
+            await store.import_state(export)
 
         asyncio.run(_with_store(args.database, load))
     except ValueError as refusal:  # ImportRefused, or a target that is not empty

@@ -18,7 +18,6 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -32,9 +31,12 @@ from model.invariants import (
     text_problem,
 )
 from service.audit import audit, every_record
-from service.store import ApiKey, Event, Item, Store
+from service.store import ApiKey, Event, Item, State, StateReader, Store
 
-HEADER = {"type": "inventory-export", "version": 1}
+HEADER = {"type": "inventory-export", "version": 2}
+LEDGERLESS_HEADER = {"type": "inventory-export", "version": 1}
+"""An export made before the ledger: no events; each item gets an opening event on import."""
+OPENING_REASON = "ledger opened"
 _PAGE = 1000
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -45,42 +47,40 @@ class ImportRefused(ValueError):
 
 async def export_jsonl(store: Store, out: TextIO) -> int:
     """Write the whole state to ``out``; the number of records written."""
+    async with store.snapshot() as state:
+        return await _export(state, out)
+
+
+async def _export(state: StateReader, out: TextIO) -> int:
     count = 0
-    for line in [HEADER, *(_key_record(k) for k in await store.list_keys(None))]:
+    for line in [HEADER, *(_key_record(k) for k in await state.list_keys(None))]:
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
         count += 1
-    async for tenant, item in every_record(store.export_items, lambda p: (p[0], p[1].id)):
+    async for tenant, item in every_record(state.export_items, lambda p: (p[0], p[1].id)):
         out.write(json.dumps({"type": "item", "tenant": tenant, **item.as_json()}) + "\n")
         count += 1
-    async for tenant, event in every_record(store.export_events, lambda p: (p[0], p[1].seq)):
+    async for tenant, event in every_record(state.export_events, lambda p: (p[0], p[1].seq)):
         out.write(json.dumps(_event_record(tenant, event), ensure_ascii=False) + "\n")
         count += 1
     return count - 1
 
 
-@dataclass
-class Export:
-    """The whole state an export holds."""
-
-    keys: list[ApiKey] = field(default_factory=list)
-    items: list[tuple[str, Item]] = field(default_factory=list)
-    events: list[tuple[str, Event]] = field(default_factory=list)
-
-
-def parse_export(lines: Iterable[str]) -> Export:
+def parse_export(lines: Iterable[str]) -> State:
     """The records of an export, or ImportRefused listing every problem found, by line.
 
     Beyond each record, the whole is audited as ``inventory check`` would (names unique per
     tenant, every item's ledger adding up, feeds numbered 1..n).
     """
-    export, problems = Export(), list[str]()
+    export, problems = State(), list[str]()
     records = _json_lines(lines, problems)
     first = next(records, None)
-    if first is None or first[1] != HEADER:
+    if first is None or first[1] not in (HEADER, LEDGERLESS_HEADER):
         problems.append(
             f"line {first[0] if first else 1}: expected the header {json.dumps(HEADER)}"
         )
     _read_records(records, export, problems)
+    if first is not None and first[1] == LEDGERLESS_HEADER:
+        _open_ledgers(export, problems)
     if not problems:
         problems = audit(export.items, export.events)
     if problems:
@@ -88,7 +88,25 @@ def parse_export(lines: Iterable[str]) -> Export:
     return export
 
 
-def _read_records(records: Iterator[tuple[int, Any]], export: Export, problems: list[str]) -> None:
+def _open_ledgers(export: State, problems: list[str]) -> None:
+    """Give each item of a version 1 export (made before the ledger) its opening event."""
+    if export.events:
+        problems.append("a version 1 export holds no events; this one does")
+    seqs: dict[str, int] = {}
+    for tenant, item in sorted(export.items, key=lambda p: (p[0], p[1].created_at, p[1].id)):
+        seqs[tenant] = seqs.get(tenant, 0) + 1
+        export.events.append((tenant, opening_event(seqs[tenant], item)))
+
+
+def opening_event(seq: int, item: Item) -> Event:
+    """The event a ledger opens with for an item older than it: created where it stands."""
+    return Event(
+        seq, item.id, "created", item.version, item.qty, item.qty, item.name, OPENING_REASON,
+        None, None, None, item.updated_at,
+    )  # fmt: skip
+
+
+def _read_records(records: Iterator[tuple[int, Any]], export: State, problems: list[str]) -> None:
     """Add each record to ``export``; a problem for each bad record and each repeated claim."""
     seen: dict[object, int] = {}  # ids, (tenant, name key), ... -> the line that had them first
     for number, record in records:
@@ -114,7 +132,7 @@ def _json_lines(lines: Iterable[str], problems: list[str]) -> Iterator[tuple[int
                 yield number, None
 
 
-def _add(record: Any, export: Export) -> dict[object, str]:
+def _add(record: Any, export: State) -> dict[object, str]:
     """Add the record to ``export``; what it claims must be unique."""
     kind = record["type"] if isinstance(record, dict) else None
     if kind == "event":
@@ -189,8 +207,8 @@ def _event(record: dict[str, Any]) -> tuple[str, Event]:
     _text(fields["name"], "event name")
     if fields["reason"] is not None:
         _text(fields["reason"], "event reason")
-    if not re.fullmatch(r"[0-9a-f]{16}", str(fields["key_id"])):
-        raise ValueError("event key_id must be 16 hex digits")
+    if fields["key_id"] is not None and not re.fullmatch(r"[0-9a-f]{16}", str(fields["key_id"])):
+        raise ValueError("event key_id must be 16 hex digits or null")
     for name in ("request_id", "batch_id"):
         if fields[name] is not None and not re.fullmatch(
             r"[A-Za-z0-9._-]{1,128}", str(fields[name])

@@ -8,8 +8,17 @@ errors of ``service.problems`` and imports no web framework.
 from __future__ import annotations
 
 from service.store.postgres import PostgresStore
-from service.store.protocol import Store
-from service.store.records import ApiKey, Author, Event, Item, Page, PageRequest, utc_now
+from service.store.protocol import StateReader, Store
+from service.store.records import (
+    ApiKey,
+    Author,
+    Event,
+    Item,
+    Page,
+    PageRequest,
+    State,
+    utc_now,
+)
 from service.store.sqlite import SqliteStore, sqlite_path
 
 __all__ = [
@@ -19,6 +28,8 @@ __all__ = [
     "Item",
     "Page",
     "PageRequest",
+    "State",
+    "StateReader",
     "Store",
     "is_postgres",
     "open_store",

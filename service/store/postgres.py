@@ -13,7 +13,7 @@ order), the event, and a NOTIFY that wakes the followers in every process.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -21,19 +21,10 @@ import asyncpg
 from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
-from service.store import shared
+from service.store import records, shared
 from service.store.feed import FeedSignal, follow
-from service.store.records import (
-    ApiKey,
-    Author,
-    Event,
-    EventPage,
-    Item,
-    Page,
-    PageRequest,
-    Versions,
-    utc_now,
-)
+from service.store.protocol import StateReader
+from service.store.records import ApiKey, Author, Event, Item, utc_now
 
 _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = $1 AND tenant = $2"
@@ -83,10 +74,46 @@ _DELETE = _logged(
 )
 
 
-class PostgresStore:
+class _StateReads:
+    """Reading the whole state in pages, from the pool or from one snapshot's connection."""
+
+    def __init__(self, db: asyncpg.Pool | asyncpg.Connection) -> None:
+        self._db = db
+
+    async def list_keys(self, tenant: str | None) -> list[ApiKey]:
+        rows = await self._db.fetch(
+            f"SELECT {shared.KEY_COLUMNS} FROM api_keys WHERE $1::text IS NULL OR tenant = $1"
+            " ORDER BY created_at, id",
+            tenant,
+        )
+        return [ApiKey(*row) for row in rows]
+
+    async def export_items(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, Item]]:
+        rows = await self._db.fetch(
+            f"SELECT tenant, {shared.ITEM_COLUMNS} FROM items WHERE $1::text IS NULL"
+            " OR (tenant, id) > ($1, $2) ORDER BY tenant, id LIMIT $3",
+            *(after or (None, None)), limit,
+        )  # fmt: skip
+        return [(row[0], Item(*row[1:])) for row in rows]
+
+    async def export_events(
+        self, after: tuple[str, int] | None, limit: int
+    ) -> list[tuple[str, Event]]:
+        rows = await self._db.fetch(
+            f"SELECT tenant, {shared.EVENT_COLUMNS} FROM events WHERE $1::text IS NULL"
+            " OR (tenant, seq) > ($1, $2) ORDER BY tenant, seq LIMIT $3",
+            *(after or (None, None)), limit,
+        )  # fmt: skip
+        return [(row[0], Event(*row[1:])) for row in rows]
+
+
+class PostgresStore(_StateReads):
     """The ``Store`` on a PostgreSQL database shared by any number of processes."""
 
     def __init__(self, pool: asyncpg.Pool, listener: asyncpg.Connection) -> None:
+        super().__init__(pool)
         self._pool = pool
         self._listener = listener
         self._signal = FeedSignal()
@@ -122,12 +149,12 @@ class PostgresStore:
             raise NotFound.item(item_id)
         return Item(*row)
 
-    async def list_items(self, tenant: str, request: PageRequest) -> Page:
+    async def list_items(self, tenant: str, request: records.PageRequest) -> records.Page:
         query, params = shared.list_query(tenant, request, lambda n: f"${n}")
         return shared.page_of(await self._pool.fetch(query, *params), request.limit)
 
     async def update_item(
-        self, author: Author, item_id: str, changes: ItemChanges, expected: Versions
+        self, author: Author, item_id: str, changes: ItemChanges, expected: records.Versions
     ) -> Item:
         async with self._pool.acquire() as db, db.transaction():
             row = await db.fetchrow(f"{_SELECT_ITEM} FOR UPDATE", item_id, author.tenant)
@@ -160,7 +187,9 @@ class PostgresStore:
         self._signal.wake(author.tenant)
         return Item(*row)
 
-    async def item_events(self, tenant: str, item_id: str, after: int, limit: int) -> EventPage:
+    async def item_events(
+        self, tenant: str, item_id: str, after: int, limit: int
+    ) -> records.EventPage:
         query = shared.history_query(lambda n: f"${n}")
         rows = await self._pool.fetch(query, tenant, item_id, after, limit + 1)
         page = shared.event_page(rows, limit)
@@ -189,14 +218,6 @@ class PostgresStore:
         )
         return ApiKey(*row) if row else None
 
-    async def list_keys(self, tenant: str | None) -> list[ApiKey]:
-        rows = await self._pool.fetch(
-            f"SELECT {shared.KEY_COLUMNS} FROM api_keys WHERE $1::text IS NULL OR tenant = $1"
-            " ORDER BY created_at, id",
-            tenant,
-        )
-        return [ApiKey(*row) for row in rows]
-
     async def revoke_key(self, tenant: str | None, key_id: str) -> bool:
         status = await self._pool.execute(
             "UPDATE api_keys SET revoked_at = $1 WHERE id = $2"
@@ -205,43 +226,26 @@ class PostgresStore:
         )  # fmt: skip
         return bool(status == "UPDATE 1")
 
-    async def export_items(
-        self, after: tuple[str, str] | None, limit: int
-    ) -> list[tuple[str, Item]]:
-        rows = await self._pool.fetch(
-            f"SELECT tenant, {shared.ITEM_COLUMNS} FROM items WHERE $1::text IS NULL"
-            " OR (tenant, id) > ($1, $2) ORDER BY tenant, id LIMIT $3",
-            *(after or (None, None)), limit,
-        )  # fmt: skip
-        return [(row[0], Item(*row[1:])) for row in rows]
-
-    async def export_events(
-        self, after: tuple[str, int] | None, limit: int
-    ) -> list[tuple[str, Event]]:
-        rows = await self._pool.fetch(
-            f"SELECT tenant, {shared.EVENT_COLUMNS} FROM events WHERE $1::text IS NULL"
-            " OR (tenant, seq) > ($1, $2) ORDER BY tenant, seq LIMIT $3",
-            *(after or (None, None)), limit,
-        )  # fmt: skip
-        return [(row[0], Event(*row[1:])) for row in rows]
-
-    async def import_state(
-        self,
-        keys: Sequence[ApiKey],
-        items: Sequence[tuple[str, Item]],
-        events: Sequence[tuple[str, Event]],
-    ) -> None:
+    async def import_state(self, state: records.State) -> None:
         async with self._pool.acquire() as db, db.transaction():
             await db.execute("LOCK TABLE items, api_keys, events, feeds IN EXCLUSIVE MODE")
             if await db.fetchval(shared.ANY_ROW):
                 raise shared.DatabaseNotEmpty
             for table, columns, records in (
-                ("api_keys", shared.KEY_COLUMNS, shared.key_rows(keys)),
-                ("items", shared.ITEM_ROW_COLUMNS, shared.item_rows(items)),
-                ("events", shared.EVENT_ROW_COLUMNS, shared.event_rows(events)),
+                ("api_keys", shared.KEY_COLUMNS, shared.key_rows(state.keys)),
+                ("items", shared.ITEM_ROW_COLUMNS, shared.item_rows(state.items)),
+                ("events", shared.EVENT_ROW_COLUMNS, shared.event_rows(state.events)),
             ):
                 await db.copy_records_to_table(table, columns=columns.split(", "), records=records)
             await db.execute(shared.FEEDS_FROM_EVENTS)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[StateReader]:
+        async with (
+            self._pool.acquire() as db,
+            db.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield _StateReads(db)
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")

@@ -8,7 +8,7 @@ successful change of an item appends its event to the ledger in that same transa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from model.invariants import Adjustment, ItemChanges, NewItem
@@ -20,11 +20,32 @@ from service.store.records import (
     Item,
     Page,
     PageRequest,
+    State,
     Versions,
 )
 
 
-class Store(Protocol):
+class StateReader(Protocol):
+    """The whole state, read in pages: what export and ``inventory check`` walk."""
+
+    async def list_keys(self, tenant: str | None) -> list[ApiKey]:
+        """The keys of ``tenant`` (of every tenant for None), oldest first."""
+        ...
+
+    async def export_items(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, Item]]:
+        """Up to ``limit`` (tenant, item) pairs after ``after`` in (tenant, id) order."""
+        ...
+
+    async def export_events(
+        self, after: tuple[str, int] | None, limit: int
+    ) -> list[tuple[str, Event]]:
+        """Up to ``limit`` (tenant, event) pairs after ``after`` in (tenant, seq) order."""
+        ...
+
+
+class Store(StateReader, Protocol):
     """The state of the inventory; every method is one atomic transition."""
 
     async def create_item(self, author: Author, fields: NewItem) -> Item:
@@ -70,33 +91,16 @@ class Store(Protocol):
         """The key with this id, revoked or not."""
         ...
 
-    async def list_keys(self, tenant: str | None) -> list[ApiKey]:
-        """The keys of ``tenant`` (of every tenant for None), oldest first."""
-        ...
-
     async def revoke_key(self, tenant: str | None, key_id: str) -> bool:
         """Revoke the key if it exists (in ``tenant``) and is live; True if it did."""
         ...
 
-    async def export_items(
-        self, after: tuple[str, str] | None, limit: int
-    ) -> list[tuple[str, Item]]:
-        """Up to ``limit`` (tenant, item) pairs after ``after`` in (tenant, id) order."""
-        ...
-
-    async def export_events(
-        self, after: tuple[str, int] | None, limit: int
-    ) -> list[tuple[str, Event]]:
-        """Up to ``limit`` (tenant, event) pairs after ``after`` in (tenant, seq) order."""
-        ...
-
-    async def import_state(
-        self,
-        keys: Sequence[ApiKey],
-        items: Sequence[tuple[str, Item]],
-        events: Sequence[tuple[str, Event]],
-    ) -> None:
+    async def import_state(self, state: State) -> None:
         """Insert all of it in one transaction; DatabaseNotEmpty if there is anything."""
+        ...
+
+    def snapshot(self) -> AbstractAsyncContextManager[StateReader]:
+        """One consistent, read-only view of the whole state, for as long as it is open."""
         ...
 
     async def ping(self) -> None:

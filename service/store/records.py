@@ -6,7 +6,7 @@ them from rows in the column order of ``service.store.shared``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,7 +77,7 @@ class Event:
     delta: int
     name: str
     reason: str | None
-    key_id: str
+    key_id: str | None  # None only for an opening event (the ledger began after the item)
     request_id: str | None
     batch_id: str | None
     at: str
@@ -106,6 +106,15 @@ class EventPage:
 
     events: list[Event]
     last: int | None
+
+
+@dataclass
+class State:
+    """A whole state: every key, every item and every event, each with its tenant."""
+
+    keys: list[ApiKey] = field(default_factory=list)
+    items: list[tuple[str, Item]] = field(default_factory=list)
+    events: list[tuple[str, Event]] = field(default_factory=list)
 
 
 Versions = frozenset[int] | None

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -28,19 +28,10 @@ import aiosqlite
 from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
-from service.store import shared
+from service.store import records, shared
 from service.store.feed import FeedSignal, follow
-from service.store.records import (
-    ApiKey,
-    Author,
-    Event,
-    EventPage,
-    Item,
-    Page,
-    PageRequest,
-    Versions,
-    utc_now,
-)
+from service.store.protocol import StateReader
+from service.store.records import ApiKey, Author, Event, Item, utc_now
 
 T = TypeVar("T")
 Transition = Callable[[sqlite3.Connection], Any]
@@ -55,71 +46,11 @@ def sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
 
 
-class SqliteStore:
-    """The ``Store`` on one SQLite file (WAL, ``synchronous=FULL``), one writer."""
+class _StateReads:
+    """Reads through one aiosqlite connection: the store's own, or one snapshot's."""
 
-    def __init__(self, writer: _WriterThread, reader: aiosqlite.Connection) -> None:
-        self._writer = writer
+    def __init__(self, reader: aiosqlite.Connection) -> None:
         self._reader = reader
-        self._batcher = _GroupCommit(writer)
-        self._signal = FeedSignal()
-
-    @classmethod
-    async def open(cls, path: str) -> SqliteStore:
-        """Open the file (created if missing) and bring its schema up to date."""
-        writer = await _WriterThread.open(path)
-        try:
-            await writer.run(migrate)
-            reader = await aiosqlite.connect(path, isolation_level=None)
-        except BaseException:
-            await writer.close()
-            raise
-        return cls(writer, reader)
-
-    async def create_item(self, author: Author, fields: NewItem) -> Item:
-        return await self._logged(author, _create_item, fields, new_id())
-
-    async def get_item(self, tenant: str, item_id: str) -> Item:
-        rows = await self._fetch(_SELECT_ITEM, item_id, tenant)
-        if not rows:
-            raise NotFound.item(item_id)
-        return Item(*rows[0])
-
-    async def list_items(self, tenant: str, request: PageRequest) -> Page:
-        query, params = shared.list_query(tenant, request, lambda _: "?")
-        return shared.page_of(await self._fetch(query, *params), request.limit)
-
-    async def update_item(
-        self, author: Author, item_id: str, changes: ItemChanges, expected: Versions
-    ) -> Item:
-        return await self._logged(author, _update_item, item_id, changes, expected)
-
-    async def delete_item(self, author: Author, item_id: str, reason: str | None) -> None:
-        await self._logged(author, _delete_item, item_id, reason)
-
-    async def adjust_item(self, author: Author, item_id: str, adjustment: Adjustment) -> Item:
-        return await self._logged(author, _adjust_item, item_id, adjustment)
-
-    async def item_events(self, tenant: str, item_id: str, after: int, limit: int) -> EventPage:
-        query = shared.history_query(lambda _: "?")
-        page = shared.event_page(await self._fetch(query, tenant, item_id, after, limit + 1), limit)
-        if not page.events and not await self._fetch(_ANY_EVENT, tenant, item_id):
-            raise NotFound.item(item_id)
-        return page
-
-    async def feed(self, tenant: str, after: int, limit: int, wait: float) -> list[Event]:
-        async def read() -> list[Event]:
-            rows = await self._fetch(shared.feed_query(lambda _: "?"), tenant, after, limit)
-            return [Event(*row) for row in rows]
-
-        return await follow(self._signal, tenant, wait, read)
-
-    async def add_key(self, key: ApiKey) -> None:
-        await self._batcher.write(_add_keys, [key])
-
-    async def find_key(self, key_id: str) -> ApiKey | None:
-        rows = await self._fetch(f"SELECT {shared.KEY_COLUMNS} FROM api_keys WHERE id = ?", key_id)
-        return ApiKey(*rows[0]) if rows else None
 
     async def list_keys(self, tenant: str | None) -> list[ApiKey]:
         rows = await self._fetch(
@@ -128,9 +59,6 @@ class SqliteStore:
             tenant, tenant,
         )  # fmt: skip
         return [ApiKey(*row) for row in rows]
-
-    async def revoke_key(self, tenant: str | None, key_id: str) -> bool:
-        return await self._batcher.write(_revoke_key, tenant, key_id)
 
     async def export_items(
         self, after: tuple[str, str] | None, limit: int
@@ -154,13 +82,93 @@ class SqliteStore:
         )  # fmt: skip
         return [(row[0], Event(*row[1:])) for row in rows]
 
-    async def import_state(
-        self,
-        keys: Sequence[ApiKey],
-        items: Sequence[tuple[str, Item]],
-        events: Sequence[tuple[str, Event]],
-    ) -> None:
-        await self._batcher.write(_import_state, keys, items, events)
+    async def _fetch(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await self._reader.execute_fetchall(query, params)]
+
+
+class SqliteStore(_StateReads):
+    """The ``Store`` on one SQLite file (WAL, ``synchronous=FULL``), one writer."""
+
+    def __init__(self, path: str, writer: _WriterThread, reader: aiosqlite.Connection) -> None:
+        super().__init__(reader)
+        self._path = path
+        self._writer = writer
+        self._batcher = _GroupCommit(writer)
+        self._signal = FeedSignal()
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteStore:
+        """Open the file (created if missing) and bring its schema up to date."""
+        writer = await _WriterThread.open(path)
+        try:
+            await writer.run(migrate)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, writer, reader)
+
+    async def create_item(self, author: Author, fields: NewItem) -> Item:
+        return await self._logged(author, _create_item, fields, new_id())
+
+    async def get_item(self, tenant: str, item_id: str) -> Item:
+        rows = await self._fetch(_SELECT_ITEM, item_id, tenant)
+        if not rows:
+            raise NotFound.item(item_id)
+        return Item(*rows[0])
+
+    async def list_items(self, tenant: str, request: records.PageRequest) -> records.Page:
+        query, params = shared.list_query(tenant, request, lambda _: "?")
+        return shared.page_of(await self._fetch(query, *params), request.limit)
+
+    async def update_item(
+        self, author: Author, item_id: str, changes: ItemChanges, expected: records.Versions
+    ) -> Item:
+        return await self._logged(author, _update_item, item_id, changes, expected)
+
+    async def delete_item(self, author: Author, item_id: str, reason: str | None) -> None:
+        await self._logged(author, _delete_item, item_id, reason)
+
+    async def adjust_item(self, author: Author, item_id: str, adjustment: Adjustment) -> Item:
+        return await self._logged(author, _adjust_item, item_id, adjustment)
+
+    async def item_events(
+        self, tenant: str, item_id: str, after: int, limit: int
+    ) -> records.EventPage:
+        query = shared.history_query(lambda _: "?")
+        page = shared.event_page(await self._fetch(query, tenant, item_id, after, limit + 1), limit)
+        if not page.events and not await self._fetch(_ANY_EVENT, tenant, item_id):
+            raise NotFound.item(item_id)
+        return page
+
+    async def feed(self, tenant: str, after: int, limit: int, wait: float) -> list[Event]:
+        async def read() -> list[Event]:
+            rows = await self._fetch(shared.feed_query(lambda _: "?"), tenant, after, limit)
+            return [Event(*row) for row in rows]
+
+        return await follow(self._signal, tenant, wait, read)
+
+    async def add_key(self, key: ApiKey) -> None:
+        await self._batcher.write(_add_keys, [key])
+
+    async def find_key(self, key_id: str) -> ApiKey | None:
+        rows = await self._fetch(f"SELECT {shared.KEY_COLUMNS} FROM api_keys WHERE id = ?", key_id)
+        return ApiKey(*rows[0]) if rows else None
+
+    async def revoke_key(self, tenant: str | None, key_id: str) -> bool:
+        return await self._batcher.write(_revoke_key, tenant, key_id)
+
+    async def import_state(self, state: records.State) -> None:
+        await self._batcher.write(_import_state, state)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[StateReader]:
+        async with aiosqlite.connect(self._path, isolation_level=None) as reader:
+            await reader.execute("BEGIN")  # one read transaction: one consistent WAL snapshot
+            try:
+                yield _StateReads(reader)
+            finally:
+                await reader.execute("COMMIT")
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1")
@@ -175,9 +183,6 @@ class SqliteStore:
         result = await self._batcher.write(transition, author, *args)
         self._signal.wake(author.tenant)
         return result
-
-    async def _fetch(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in await self._reader.execute_fetchall(query, params)]
 
 
 class _WriterThread:
@@ -328,7 +333,11 @@ def _create_item(db: sqlite3.Connection, author: Author, fields: NewItem, item_i
 
 
 def _update_item(
-    db: sqlite3.Connection, author: Author, item_id: str, changes: ItemChanges, expected: Versions
+    db: sqlite3.Connection,
+    author: Author,
+    item_id: str,
+    changes: ItemChanges,
+    expected: records.Versions,
 ) -> Item:
     current = shared.updatable(_fetch_item(db, author.tenant, item_id), item_id, expected)
     name, key, qty = shared.updated_values(current, changes)
@@ -396,20 +405,15 @@ def _revoke_key(db: sqlite3.Connection, tenant: str | None, key_id: str) -> bool
     return cursor.rowcount == 1
 
 
-def _import_state(
-    db: sqlite3.Connection,
-    keys: Sequence[ApiKey],
-    items: Sequence[tuple[str, Item]],
-    events: Sequence[tuple[str, Event]],
-) -> None:
+def _import_state(db: sqlite3.Connection, state: records.State) -> None:
     if db.execute(shared.ANY_ROW).fetchone():
         raise shared.DatabaseNotEmpty
-    _add_keys(db, keys)
+    _add_keys(db, state.keys)
     db.executemany(
         f"INSERT INTO items ({shared.ITEM_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        shared.item_rows(items),
+        shared.item_rows(state.items),
     )
-    db.executemany(_APPEND_EVENT, shared.event_rows(events))
+    db.executemany(_APPEND_EVENT, shared.event_rows(state.events))
     db.execute(shared.FEEDS_FROM_EVENTS)
 
 

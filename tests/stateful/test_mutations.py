@@ -164,7 +164,7 @@ MUTANTS = (
                 "seq AS (SELECT nextval('event_numbers') AS last_seq FROM changed),\"",
             ),
         ),
-        ("tests/system/test_feed.py", "-k", "never_skips and postgres"),
+        ("tests/system/test_feed.py", "-k", "follower_resuming and postgres"),
     ),
 )
 

@@ -39,6 +39,9 @@ from tests.support.processes import CLEAN_ENV, INVENTORY, run_inventory
 from tests.support.server import LiveServer
 
 HEADER = {"type": "inventory-export", "version": 1}
+"""The header of an export made before the ledger: what the hand-made exports here use."""
+EXPORT_HEADER = {"type": "inventory-export", "version": 2}
+"""The header export writes: items are followed by their events."""
 KEY_FIELDS = {"type", "id", "tenant", "role", "key_hash", "created_at", "revoked_at"}
 ITEM_FIELDS = {"type", "tenant", "id", "name", "qty", "version", "created_at", "updated_at"}
 KEYS = {
@@ -217,12 +220,15 @@ def test_export_writes_a_header_then_every_key_as_a_hash_then_every_item(
     exported = run_inventory("export", "--database", url_of(database))
 
     assert exported.returncode == 0, exported.stderr
-    assert f"exported {len(KEYS) + ITEM_COUNT} records" in exported.stderr
     assert exported.stdout.endswith("\n")
     records = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert records[0] == HEADER
-    assert [r["type"] for r in records[1:]] == ["key"] * len(KEYS) + ["item"] * ITEM_COUNT
-    key_records, item_records = records[1 : 1 + len(KEYS)], records[1 + len(KEYS) :]
+    events = len(db.events(database))
+    assert f"exported {len(KEYS) + ITEM_COUNT + events} records" in exported.stderr
+    assert records[0] == EXPORT_HEADER
+    kinds = ["key"] * len(KEYS) + ["item"] * ITEM_COUNT + ["event"] * events
+    assert [r["type"] for r in records[1:]] == kinds
+    key_records = records[1 : 1 + len(KEYS)]
+    item_records = records[1 + len(KEYS) : 1 + len(KEYS) + ITEM_COUNT]
     assert all(set(record) == KEY_FIELDS for record in key_records)
     assert sorted(r["key_hash"] for r in key_records) == sorted(
         hashlib.sha256(secret.encode()).hexdigest() for secret in keys.values()
@@ -245,7 +251,7 @@ def test_export_of_an_empty_database_is_the_header_alone(database: Database, cli
     exported = cli("export", database=database)
 
     assert exported.returncode == 0, exported.stderr
-    assert [json.loads(line) for line in exported.stdout.splitlines()] == [HEADER]
+    assert [json.loads(line) for line in exported.stdout.splitlines()] == [EXPORT_HEADER]
 
 
 # --- import --------------------------------------------------------------------------
@@ -271,8 +277,10 @@ def test_import_into_the_other_backend_reproduces_every_item_and_key_and_old_key
     imported = run_inventory("import", "--database", url_of(other_backend), stdin=exported.stdout)
 
     assert imported.returncode == 0, imported.stderr
-    assert f"imported {len(KEYS)} keys and {ITEM_COUNT} items" in imported.stderr
+    events = len(db.events(database))
+    assert f"imported {len(KEYS)} keys, {ITEM_COUNT} items and {events} events" in imported.stderr
     assert by_id(db.items(other_backend)) == by_id(db.items(database))
+    assert db.snapshot(other_backend)["events"] == db.snapshot(database)["events"]
     assert db.snapshot(other_backend)["api_keys"] == db.snapshot(database)["api_keys"]
     server = LiveServer(other_backend).start()
     try:
@@ -358,14 +366,16 @@ def test_export_and_import_carry_more_than_a_page_of_items_each_exactly_once(
     exported = cli("export", database=database)
 
     assert exported.returncode == 0, exported.stderr
-    lines = exported.stdout.splitlines()
-    assert json.loads(lines[0]) == HEADER
-    assert sorted(json.loads(line)["id"] for line in lines[1:]) == sorted(
-        record["id"] for record in records[1:]
-    )
-    assert {json.dumps(json.loads(line), sort_keys=True) for line in lines[1:]} == {
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert lines[0] == EXPORT_HEADER
+    item_lines = [line for line in lines if line["type"] == "item"]
+    assert sorted(line["id"] for line in item_lines) == sorted(r["id"] for r in records[1:])
+    assert {json.dumps(line, sort_keys=True) for line in item_lines} == {
         json.dumps(record, sort_keys=True) for record in records[1:]
     }
+    opening = [line["event"] for line in lines if line["type"] == "event"]
+    assert sorted(e["item_id"] for e in opening) == sorted(r["id"] for r in records[1:])
+    assert all(e["reason"] == "ledger opened" and e["key_id"] is None for e in opening)
     assert len(db.items(database)) == ITEMS
 
 

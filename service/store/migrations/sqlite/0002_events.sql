@@ -11,7 +11,7 @@ CREATE TABLE events (
     delta      INTEGER NOT NULL CHECK (delta BETWEEN -9007199254740991 AND 9007199254740991),
     name       TEXT NOT NULL,
     reason     TEXT,
-    key_id     TEXT NOT NULL,
+    key_id     TEXT,
     request_id TEXT,
     batch_id   TEXT,
     at         TEXT NOT NULL,
@@ -23,3 +23,14 @@ CREATE TABLE feeds (
     tenant   TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL CHECK (last_seq >= 1)
 ) STRICT, WITHOUT ROWID;
+
+-- Items that exist when the ledger begins get an opening event: `created` at the version
+-- they stand at, with their qty as its delta. What happened to them before was never
+-- recorded; from here on every change is. (README, "The ledger".)
+INSERT INTO events (tenant, seq, item_id, type, version, qty, delta, name, reason, key_id,
+                    request_id, batch_id, at)
+SELECT tenant, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY created_at, id), id, 'created',
+       version, qty, qty, name, 'ledger opened', NULL, NULL, NULL, updated_at
+FROM items;
+
+INSERT INTO feeds (tenant, last_seq) SELECT tenant, MAX(seq) FROM events GROUP BY tenant;
