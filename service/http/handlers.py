@@ -105,8 +105,9 @@ async def adjust_item(
 ) -> web.Response:
     item = await store.adjust_item(caller.tenant, item_id, body["delta"])
     log.info(
-        "adjusted %s by %d (%s) with key %s",
-        item_id, body["delta"], body.get("reason"), caller.key_id,
+        "adjusted %s by %d", item_id, body["delta"],
+        extra={"item_id": item_id, "delta": body["delta"], "reason": body.get("reason"),
+               "tenant": caller.tenant, "key_id": caller.key_id},
     )  # fmt: skip
     return item_response(item)
 
