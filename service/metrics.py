@@ -86,6 +86,13 @@ def record_fault(error: BaseException) -> None:
         DATABASE_FAULTS.labels(type(error).__name__).inc()
 
 
+def mark_dead(pid: int | None) -> None:
+    """A worker has exited: its live gauges no longer count (its counters still do)."""
+    directory = os.environ.get(MULTIPROCESS_DIR)
+    if directory and pid is not None:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
 def serving_registry() -> CollectorRegistry:
     """What a scrape shows: this process (and its process metrics), or with
     ``PROMETHEUS_MULTIPROC_DIR`` set, the sum over every worker's files."""

@@ -9,12 +9,15 @@ PostgreSQL groups concurrent commits itself, so no batching is done here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
 from model.invariants import QTY_MAX, ItemChanges, NewItem, name_key
+from service import metrics
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import shared
@@ -28,7 +31,7 @@ class PostgresStore:
     """The ``Store`` on a PostgreSQL database shared by any number of processes."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+        self._pool = _TimedPool(pool)
 
     @classmethod
     async def open(cls, url: str, max_size: int = 10) -> PostgresStore:
@@ -149,6 +152,40 @@ class PostgresStore:
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+class _TimedPool:
+    """The asyncpg pool, with every wait for a connection timed (``metrics``): each query
+    method takes a connection through ``acquire``, as asyncpg's own do."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        started = time.perf_counter()
+        async with self._pool.acquire() as db:
+            metrics.record_pool_wait(time.perf_counter() - started)
+            yield db
+
+    async def execute(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as db:
+            return await db.execute(query, *args)
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as db:
+            return await db.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as db:
+            return await db.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as db:
+            return await db.fetchval(query, *args)
 
     async def close(self) -> None:
         await self._pool.close()

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from service.app import create_app
-from service.http.observe import ACCESS_LOGGER, AccessLog
 from service.auth import new_key
+from service.http.observe import ACCESS_LOGGER, AccessLog
 from service.http.routing import STORE
 from service.store import Store
 from tests.support.db import Database, url_of
