@@ -34,15 +34,20 @@ def default_format(stream: TextIO) -> str:
 
 def configure(log_format: str, level: str, stream: TextIO = sys.stderr) -> None:
     """Send every log line to ``stream`` in ``log_format``, from ``level`` up."""
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(_RequestContext())
-    handler.addFilter(_NoRequestBytes())
-    handler.setFormatter(_json_formatter() if log_format == "json" else _TextFormatter())
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
-    root.addHandler(handler)
+    root.addHandler(handler(log_format, stream))
     root.setLevel(level.upper())
+
+
+def handler(log_format: str, stream: TextIO) -> logging.Handler:
+    """The one handler: ``stream``, ``log_format``, request ids in, request bytes out."""
+    to_stream = logging.StreamHandler(stream)
+    to_stream.addFilter(_RequestContext())
+    to_stream.addFilter(_NoRequestBytes())
+    to_stream.setFormatter(_json_formatter() if log_format == "json" else _TextFormatter())
+    return to_stream
 
 
 def _json_formatter() -> logging.Formatter:

@@ -55,9 +55,9 @@ class _Switch:
     on = False
 
 
-def enable() -> None:
-    """Start recording (a metrics port is being served)."""
-    _Switch.on = True
+def enable(on: bool = True) -> None:
+    """Start recording (a metrics port is being served); ``enable(False)`` stops it."""
+    _Switch.on = on
 
 
 def record_request(operation: str, status: int, seconds: float) -> None:
