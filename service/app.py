@@ -2,27 +2,32 @@
 
 ``create_app`` loads openapi.yaml, binds every operation to its handler (failing on any
 mismatch) and opens the store on startup; the store is closed, after in-flight requests
-have finished, on shutdown.
+have finished, on shutdown. Every response carries its request's id
+(``service.http.observe``), every error becomes a problem (``service.http.middleware``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from service.http.handlers import HANDLERS
 from service.http.middleware import problem_middleware
+from service.http.observe import request_id_middleware
 from service.http.routing import STORE, bind
 from service.http.spec import load_document, load_operations
 from service.http.validation import MAX_BODY_BYTES
-from service.store import open_store
+from service.store import is_postgres, open_store
+
+log = logging.getLogger("inventory")
 
 
 def create_app(database_url: str) -> web.Application:
     """The service for the database at ``database_url``."""
     app = web.Application(
-        middlewares=[problem_middleware],
+        middlewares=[request_id_middleware, problem_middleware],
         client_max_size=MAX_BODY_BYTES,
         # aiohttp's parser answers over-long header lines itself, in plain text; let headers
         # up to the body limit through so that the contract (401, 400) answers them instead.
@@ -31,9 +36,12 @@ def create_app(database_url: str) -> web.Application:
     bind(app, load_operations(load_document()), HANDLERS)
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
+        backend = "postgresql" if is_postgres(database_url) else "sqlite"
         app[STORE] = await open_store(database_url)
+        log.info("database open", extra={"backend": backend})
         yield
         await app[STORE].close()
+        log.info("database closed", extra={"backend": backend})
 
     app.cleanup_ctx.append(store_context)
     return app

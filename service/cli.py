@@ -13,22 +13,29 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
+from multiprocessing.connection import wait
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from model.invariants import ROLES, InvariantViolation
+from service import logs, metrics
 from service.app import create_app
 from service.audit import audit_store
 from service.auth import new_key
+from service.http.metrics_site import start_metrics_server
+from service.http.observe import ACCESS_LOGGER, AccessLog
 from service.store import Store, is_postgres, open_store
 from service.transfer import export_jsonl, parse_export
 
 DEFAULT_DATABASE = "sqlite:///inventory.db"
+log = logging.getLogger("inventory")
 
 
 class Settings(BaseModel):
@@ -38,6 +45,9 @@ class Settings(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
     database: str = DEFAULT_DATABASE
     workers: int = Field(1, ge=1)
+    log_format: str = Field("json", pattern=f"^({'|'.join(logs.FORMATS)})$")
+    log_level: str = Field("info", pattern=f"^({'|'.join(logs.LEVELS)})$")
+    metrics_port: int | None = Field(None, ge=0, le=65535)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -85,7 +95,26 @@ def _add_serve(commands: Any, database: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--workers", type=int, default=int(_env("WORKERS", "1")), help="env INVENTORY_WORKERS"
     )
+    _add_observability(serve)
     serve.set_defaults(run=_serve)
+
+
+def _add_observability(serve: argparse.ArgumentParser) -> None:
+    """--log-format, --log-level, --metrics-port (see README, "Logs and metrics")."""
+    serve.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT", logs.default_format(sys.stderr)),
+        help="json or text (env INVENTORY_LOG_FORMAT; default json unless stderr is a terminal)",
+    )
+    serve.add_argument(
+        "--log-level", default=_env("LOG_LEVEL", "info"), help="env INVENTORY_LOG_LEVEL"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        default=_env("METRICS_PORT", "") or None,
+        help="serve GET /metrics on the serve host at this port (env INVENTORY_METRICS_PORT;"
+        " default: no metrics)",
+    )
 
 
 def _add_keys(commands: Any, database: argparse.ArgumentParser) -> None:
@@ -105,6 +134,7 @@ def _add_keys(commands: Any, database: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
+    logs.configure(settings.log_format, settings.log_level)
     asyncio.run(_bootstrap(settings))
     if settings.workers == 1:
         _run_worker(settings)
@@ -116,8 +146,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     """The settings ``args`` give, or exit with one line naming every bad one."""
     try:
         settings = Settings(
-            host=args.host, port=args.port, database=args.database, workers=args.workers
-        )
+            host=args.host, port=args.port, database=args.database, workers=args.workers,
+            log_format=args.log_format, log_level=args.log_level.lower(),
+            metrics_port=args.metrics_port,
+        )  # fmt: skip
     except ValidationError as error:
         problems = "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in error.errors())
         sys.exit(f"inventory: {problems}")
@@ -128,6 +160,24 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _run_workers(settings: Settings) -> None:
     """``settings.workers`` service processes; stopped together on SIGINT or SIGTERM."""
+    directory = _aggregate_metrics(settings) if settings.metrics_port is not None else None
+    try:
+        _supervise(settings)
+    finally:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _aggregate_metrics(settings: Settings) -> str:
+    """Serve the sum of every worker's metrics from here (prometheus-client's multiprocess
+    mode): a fresh directory, named to the workers before they start, read at each scrape."""
+    directory = tempfile.mkdtemp(prefix="inventory-metrics-")
+    os.environ[metrics.MULTIPROCESS_DIR] = directory  # inherited by the workers
+    _start_metrics(settings)
+    return directory
+
+
+def _supervise(settings: Settings) -> None:
     workers = [
         multiprocessing.get_context("spawn").Process(target=_run_worker, args=(settings,))
         for _ in range(settings.workers)
@@ -143,21 +193,43 @@ def _run_workers(settings: Settings) -> None:
     # way every worker is asked to stop gracefully, and this process waits for them.
     signal.signal(signal.SIGTERM, stop_workers)
     signal.signal(signal.SIGINT, stop_workers)
-    for worker in workers:
-        worker.join()
+    running = {worker.sentinel: worker for worker in workers}
+    while running:
+        for sentinel in wait(list(running)):
+            worker = running.pop(sentinel)  # type: ignore[arg-type]  # sentinels are ints
+            worker.join()
+            metrics.mark_dead(worker.pid)
+            log.info("worker %s exited with %s", worker.pid, worker.exitcode)
 
 
 def _run_worker(settings: Settings) -> None:
     """One service process; several share the port through SO_REUSEPORT."""
+    logs.configure(settings.log_format, settings.log_level)  # a spawned worker starts afresh
+    if settings.metrics_port is not None:
+        metrics.enable()
+        if settings.workers == 1:
+            _start_metrics(settings)
+    url = f"http://{settings.host}:{settings.port}"
     web.run_app(
         create_app(settings.database),
         host=settings.host,
         port=settings.port,
-        access_log=None,
+        access_log_class=AccessLog,
+        access_log=ACCESS_LOGGER,
         shutdown_timeout=30,
         reuse_port=settings.workers > 1,
-        print=lambda message: print(message, flush=True),
+        print=lambda _: log.info("serving %s", url, extra={"pid": os.getpid()}),
     )
+    log.info("stopped", extra={"pid": os.getpid()})
+
+
+def _start_metrics(settings: Settings) -> None:
+    assert settings.metrics_port is not None
+    try:
+        start_metrics_server(settings.host, settings.metrics_port, metrics.serving_registry())
+    except OSError as error:
+        sys.exit(f"inventory: --metrics-port {settings.metrics_port}: {error.strerror or error}")
+    log.info("metrics at http://%s:%d/metrics", settings.host, settings.metrics_port)
 
 
 async def _bootstrap(settings: Settings) -> None:

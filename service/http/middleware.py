@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from service import metrics
+from service.http.request_ids import request_id_of
 from service.http.responses import problem_response
 from service.problems import (
     MethodNotAllowed,
@@ -30,17 +32,21 @@ async def problem_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Answer every error as problem+json; log and hide anything unexpected."""
+    request_id = request_id_of(request)
     try:
         return await handler(request)
     except Problem as problem:
-        return problem_response(problem)
+        return problem_response(problem, request_id)
     except web.HTTPException as error:
         if error.status < 400:  # a redirect or the like, raised on purpose
             raise
-        return problem_response(_framework_problem(request, error))
-    except Exception:
+        return problem_response(_framework_problem(request, error), request_id)
+    except Exception as error:
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return problem_response(Problem("an unexpected error occurred; it has been logged"))
+        metrics.record_fault(error)
+        return problem_response(
+            Problem("an unexpected error occurred; it has been logged"), request_id
+        )
 
 
 def _framework_problem(request: web.Request, error: web.HTTPException) -> Problem:

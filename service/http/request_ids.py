@@ -1,7 +1,8 @@
 """Request ids: every request has one, taken from ``X-Request-ID`` when well-formed, else made.
 
 A client's id is kept when it is 1 to 128 of ``[A-Za-z0-9._-]`` (so it is safe to log and to
-echo); anything else is replaced, never repeated back. The id is decided once per request.
+echo); anything else is replaced, never repeated back. The id is decided once per request,
+also for a request that aiohttp could not parse (a ``BaseRequest``, for its access line).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import re
 import uuid
 
 from aiohttp import web
+from aiohttp.web_request import BaseRequest
 
 HEADER = "X-Request-ID"
 _WELL_FORMED = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _REQUEST_ID = web.RequestKey("request_id", str)
 
 
-def request_id_of(request: web.Request) -> str:
+def request_id_of(request: BaseRequest) -> str:
     """The id of ``request``: the client's when well-formed, else a fresh one; always the same."""
     if _REQUEST_ID not in request:
         sent = request.headers.get(HEADER, "")

@@ -65,23 +65,24 @@ def item_response(
     )
 
 
-def problem_response(problem: Problem) -> web.Response:
-    """The problem+json response for ``problem``."""
+def problem_response(problem: Problem, request_id: str) -> web.Response:
+    """The problem+json response for ``problem``, in the request ``request_id``."""
     status = STATUS.get(type(problem), 500)
     return web.Response(
         status=status,
-        body=_json_bytes(_problem_document(problem, status)),
+        body=_json_bytes(_problem_document(problem, status, request_id)),
         content_type="application/problem+json",
         headers=_problem_headers(problem),
     )
 
 
-def _problem_document(problem: Problem, status: int) -> dict[str, object]:
+def _problem_document(problem: Problem, status: int, request_id: str) -> dict[str, object]:
     document: dict[str, object] = {
         "type": PROBLEM_TYPE_PREFIX + problem.kind,
         "title": problem.title,
         "status": status,
         "detail": problem.detail,
+        "request_id": request_id,
     }
     if isinstance(problem, ValidationFailed):
         document["errors"] = [{"field": e.field, "message": e.message} for e in problem.errors]

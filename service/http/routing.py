@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_request import BaseRequest
 
-from service.auth import authenticate, authorize
+from service.auth import Caller, authenticate, authorize
 from service.http.request_ids import request_id_of
 from service.http.spec import Operation, SpecMismatch
 from service.http.validation import Arguments, read_arguments
@@ -23,6 +24,8 @@ from service.store import Author, Store
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE = web.AppKey("store", Store)
+_OPERATION_ID = web.RequestKey("operation_id", str)
+_CALLER = web.RequestKey("caller", Caller)
 
 
 def bind(
@@ -48,10 +51,12 @@ def _endpoint(arguments: Arguments, handler: Handler) -> Endpoint:
         raise SpecMismatch(f"{arguments.operation.operation_id} is public but takes a caller")
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        request[_OPERATION_ID] = arguments.operation.operation_id
         store = request.app[STORE]
         context: dict[str, Any] = {"store": store}
         if role is not None:
             caller = await authenticate(store, request.headers.getall("Authorization", []))
+            request[_CALLER] = caller
             authorize(caller, role)
             context["caller"] = caller
             context["author"] = Author(caller.tenant, caller.key_id, request_id_of(request))
@@ -60,3 +65,13 @@ def _endpoint(arguments: Arguments, handler: Handler) -> Endpoint:
 
     endpoint.__name__ = arguments.operation.operation_id
     return endpoint
+
+
+def operation_id_of(request: BaseRequest) -> str | None:
+    """The operationId ``request`` was routed to; None when no route took it (404, 405)."""
+    return request.get(_OPERATION_ID)
+
+
+def caller_of(request: BaseRequest) -> Caller | None:
+    """Who sent ``request``, once a valid key has proved it."""
+    return request.get(_CALLER)

@@ -26,6 +26,7 @@ import jsonschema_rs
 from aiohttp import web
 
 from model.invariants import FieldError, InvariantViolation, pointer
+from service.http.request_ids import HEADER
 from service.http.spec import Operation, Parameter, SpecMismatch, Validator
 from service.problems import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
@@ -36,6 +37,8 @@ and the schema validator gives up at about 256 levels with an error, not an answ
 TOO_DEEP = f"is nested more than {MAX_DEPTH} levels deep"
 CONTEXT_ARGUMENTS = frozenset({"store", "caller", "author"})
 """Arguments the router supplies, not the request."""
+OWN_PARAMETERS = frozenset({f"header.{HEADER.lower()}"})
+"""Parameters the HTTP layer reads itself (the request id, ``request_ids``): no handler's."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class Arguments:
         """The arguments of ``handler``; SpecMismatch unless they fit ``operation``."""
         hints = get_type_hints(handler, include_extras=True)
         hints.pop("return", None)
-        by_name = {p.argument: p for p in operation.parameters}
+        by_name = {p.argument: p for p in operation.parameters if p.key not in OWN_PARAMETERS}
         _require_same(operation, set(hints) - CONTEXT_ARGUMENTS - {"body"}, set(by_name))
         if ("body" in hints) != (operation.body_validator is not None):
             raise SpecMismatch(f"{operation.operation_id}: handler and contract disagree on a body")

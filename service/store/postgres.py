@@ -13,12 +13,15 @@ order), the event, and a NOTIFY that wakes the followers in every process.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
 from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
+from service import metrics
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import records, shared
@@ -113,8 +116,9 @@ class PostgresStore(_StateReads):
     """The ``Store`` on a PostgreSQL database shared by any number of processes."""
 
     def __init__(self, pool: asyncpg.Pool, listener: asyncpg.Connection) -> None:
-        super().__init__(pool)
-        self._pool = pool
+        timed = _TimedPool(pool)
+        super().__init__(timed)
+        self._pool = timed
         self._listener = listener
         self._signal = FeedSignal()
 
@@ -262,6 +266,40 @@ class PostgresStore(_StateReads):
 def _who(author: Author, reason: str | None) -> tuple[str, str | None, str, str | None]:
     """Parameters $1 to $4 of a ``_logged`` statement."""
     return author.tenant, reason, author.key_id, author.request_id
+
+
+class _TimedPool:
+    """The asyncpg pool, with every wait for a connection timed (``metrics``): each query
+    method takes a connection through ``acquire``, as asyncpg's own do."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        started = time.perf_counter()
+        async with self._pool.acquire() as db:
+            metrics.record_pool_wait(time.perf_counter() - started)
+            yield db
+
+    async def execute(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as db:
+            return await db.execute(query, *args)
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as db:
+            return await db.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as db:
+            return await db.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as db:
+            return await db.fetchval(query, *args)
+
+    async def close(self) -> None:
+        await self._pool.close()
 
 
 @asynccontextmanager

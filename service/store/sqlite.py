@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
+from service import metrics
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import records, shared
@@ -255,10 +257,12 @@ class _GroupCommit:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         transitions = [p.transition for p in batch]
+        started = time.perf_counter()
         try:
             outcomes = await self._writer.run(_apply_batch, transitions)
         except Exception as error:  # the commit itself failed: nothing of the batch holds
             outcomes = [(False, error)] * len(batch)
+        metrics.record_batch(len(batch), time.perf_counter() - started)
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
             if not pending.done.done():
                 (pending.done.set_result if ok else pending.done.set_exception)(value)

@@ -1,7 +1,8 @@
 """A live service on a free port, run in a background thread, for tests that speak HTTP.
 
 The server is the real application (``service.app.create_app``) on a real socket; the
-thread only lets synchronous tests (and Hypothesis state machines) drive it.
+thread only lets synchronous tests (and Hypothesis state machines) drive it. Its access log
+is the service's own (``service.http.observe.AccessLog``), on the ``inventory.access`` logger.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from service.app import create_app
 from service.auth import new_key
+from service.http.observe import ACCESS_LOGGER, AccessLog
 from service.http.routing import STORE
 from service.store import Store
 from tests.support.db import Database, url_of
@@ -64,7 +66,9 @@ class LiveServer:
         return secret
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(create_app(url_of(self.database)), access_log=None)
+        self._runner = web.AppRunner(
+            create_app(url_of(self.database)), access_log_class=AccessLog, access_log=ACCESS_LOGGER
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -199,7 +199,7 @@ def test_every_kind_of_problem_but_the_base_has_a_status_of_its_own() -> None:
 def test_a_problem_is_answered_with_its_status_headers_and_document(
     problem: problems.Problem, status: int, headers: dict[str, str]
 ) -> None:
-    response = problem_response(problem)
+    response = problem_response(problem, "req-1")
     assert response.status == status
     assert response.content_type == "application/problem+json"
     assert {k: response.headers[k] for k in headers} == headers
@@ -210,11 +210,14 @@ def test_a_problem_is_answered_with_its_status_headers_and_document(
         "title": problem.title,
         "status": status,
         "detail": problem.detail,
+        "request_id": "req-1",
     }
 
 
 def test_a_validation_problem_lists_its_errors() -> None:
-    response = problem_response(ValidationFailed("bad", [FieldError("/qty", "must be an integer")]))
+    response = problem_response(
+        ValidationFailed("bad", [FieldError("/qty", "must be an integer")]), "req-1"
+    )
     assert isinstance(response.body, bytes)
     assert json.loads(response.body)["errors"] == [
         {"field": "/qty", "message": "must be an integer"}
