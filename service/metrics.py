@@ -12,9 +12,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import asyncpg
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+)
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
@@ -51,6 +60,13 @@ DATABASE_FAULTS = Counter(
 )
 
 
+LONG_POLLS = Gauge(
+    "inventory_long_polls_waiting",
+    "Feed requests (GET /events with wait) holding an empty answer right now.",
+    multiprocess_mode="livesum",
+)
+
+
 class _Switch:
     on = False
 
@@ -84,6 +100,19 @@ def record_fault(error: BaseException) -> None:
     """A request failed on ``error``: counted when it is a database error."""
     if _Switch.on and isinstance(error, _DATABASE_ERRORS):
         DATABASE_FAULTS.labels(type(error).__name__).inc()
+
+
+@contextmanager
+def long_poll_waiting() -> Iterator[None]:
+    """Count a long poll as waiting for as long as the block runs."""
+    counted = _Switch.on
+    if counted:
+        LONG_POLLS.inc()
+    try:
+        yield
+    finally:
+        if counted:
+            LONG_POLLS.dec()
 
 
 def mark_dead(pid: int | None) -> None:

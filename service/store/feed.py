@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from service import metrics
 from service.store.records import Event
 
 
@@ -43,6 +44,7 @@ async def follow(
         if events or remaining <= 0:
             return events
         try:
-            await asyncio.wait_for(flag.wait(), remaining)
+            with metrics.long_poll_waiting():
+                await asyncio.wait_for(flag.wait(), remaining)
         except TimeoutError:
             return await read()

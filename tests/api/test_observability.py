@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -305,6 +306,34 @@ def test_metrics_parse_and_their_counters_move_with_traffic(
     timed = "inventory_request_duration_seconds_count"
     assert value(after.text, timed, operation="createItem") >= 3
     assert value(after.text, "process_resident_memory_bytes") > 0
+
+
+def test_a_waiting_long_poll_is_counted_while_it_waits(
+    server: LiveServer, writer: ContractClient, reader: ContractClient
+) -> None:
+    name = "inventory_long_polls_waiting"
+    with serving_metrics(server) as scrape, ThreadPoolExecutor(1) as pool:
+        before = value(scrape().text, name)
+        params: dict[str, str | int] = {"after": "0", "wait": 10}
+        poll = pool.submit(reader.get, "/events", params=params)
+        during = scrape_until(scrape, name, before + 1).text
+        writer.post("/items", json={"name": "apple", "qty": 1})
+        assert poll.result(timeout=10).json()["events"][0]["type"] == "created"
+        after = scrape_until_below(scrape, name, before + 1).text
+
+    assert value(during, name) == before + 1
+    assert value(after, name) == before
+
+
+def scrape_until_below(
+    scrape: Callable[[], requests.Response], name: str, below: float
+) -> requests.Response:
+    deadline = time.monotonic() + 10
+    while True:
+        answer = scrape()
+        if value(answer.text, name) < below or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.01)
 
 
 def test_group_commits_are_measured_on_sqlite(sqlite_server: LiveServer) -> None:
