@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 import requests
 
+from service.store.shared import pending_migrations
 from tests.support import db, postgres
 from tests.support.contract import ContractClient
 from tests.support.processes import ServedProcess, free_port, run_inventory
@@ -30,7 +31,7 @@ READY_SECONDS = 10
 STOP_SECONDS = 5
 TOKEN_LINE = re.compile(r"^\s*export INVENTORY_TOKEN=(\S+)\s*$", re.MULTILINE)
 KEY_FORMAT = re.compile(r"^inv_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$")
-TABLES = {"items", "api_keys", "schema_migrations"}
+TABLES = {"items", "api_keys", "events", "feeds", "schema_migrations"}
 
 
 # --- running and reading -------------------------------------------------------------
@@ -175,6 +176,13 @@ def test_serve_with_two_workers_on_sqlite_refuses_to_start(tmp_path: Path) -> No
 # --- migrate -------------------------------------------------------------------------
 
 
+def every_migration(backend: str) -> list[str]:
+    """The names of every migration the service has for ``backend``, in order."""
+    names = [name for name, _ in pending_migrations(backend, set())]
+    assert names[:2] == ["0001_items_and_keys.sql", "0002_events.sql"]
+    return names
+
+
 def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "inventory.db"
 
@@ -185,7 +193,7 @@ def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
 
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
     assert set(schema) == TABLES
-    assert [row[0] for row in state["schema_migrations"]] == ["0001_items_and_keys.sql"]
+    assert [row[0] for row in state["schema_migrations"]] == every_migration("sqlite")
     assert state["items"] == state["api_keys"] == []
     assert "INVENTORY_TOKEN" not in first.stdout
     assert sqlite_tables(path) == schema
@@ -218,7 +226,7 @@ def test_migrate_on_postgresql_creates_the_schema_and_is_idempotent(
         assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
         assert tables == TABLES
         assert postgres_tables(url) == tables
-        assert [row[0] for row in state["schema_migrations"]] == ["0001_items_and_keys.sql"]
+        assert [row[0] for row in state["schema_migrations"]] == every_migration("postgres")
         assert state["items"] == state["api_keys"] == []
         assert db.snapshot(db.PostgresDatabase(url)) == state
     finally:
