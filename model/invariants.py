@@ -75,13 +75,52 @@ def normalize_text(text: str) -> str:
 
 
 def name_key(name: str) -> str:
-    """The uniqueness and ordering key of a normalized name: its case fold."""
-    return name.casefold()
+    """The uniqueness and ordering key of a name: Unicode canonical caseless matching.
+
+    Two names are the same name iff ``NFD(casefold(NFD(x)))`` agree (Unicode D145); the key
+    is the NFC of that form. NFC is one-to-one on NFD strings (``NFD(NFC(s)) == s``), so two
+    keys are equal exactly when the D145 forms are: ``ΐ`` (U+0390) and ``Ϊ́`` (U+0399 U+0308
+    U+0301) share one key, ``café`` and ``cafe`` do not.
+    """
+    return unicodedata.normalize("NFC", _canonical_caseless(name))
+
+
+def _canonical_caseless(text: str) -> str:
+    nfd = unicodedata.normalize("NFD", text)
+    return unicodedata.normalize("NFD", nfd.casefold())
 
 
 def prefix_key(prefix: str) -> str:
-    """The key a ``name_prefix`` filter is matched against: NFC, then case fold."""
-    return unicodedata.normalize("NFC", prefix).casefold()
+    """The key a ``name_prefix`` filter is matched against: the prefix's own name key.
+
+    A name matches when its key starts with this one. Every prefix of a stored name that
+    ends before a new base character matches it (see ``is_key_boundary``); a prefix that
+    ends inside a combining sequence may not, because the name's key can compose across the
+    cut: ``W`` + U+030A keys to ``ẘ`` (U+1E98), which does not start with ``w``.
+    """
+    return name_key(prefix)
+
+
+def is_key_boundary(name: str, cut: int) -> bool:
+    """Whether ``name[:cut]`` ends where keys split: ``name_key(name)`` starts with its key.
+
+    True at either end and before a new base character: one that, like the first character
+    of its canonical caseless form, never combines with what precedes it (canonical
+    combining class 0, not a mark, not a Hangul vowel or trailing consonant).
+    """
+    if cut <= 0 or cut >= len(name):
+        return True
+    return all(_is_fresh_base(c) for c in (name[cut], _canonical_caseless(name[cut])[0]))
+
+
+def _is_fresh_base(char: str) -> bool:
+    return unicodedata.combining(char) == 0 and not _combines_backward(char)
+
+
+def _combines_backward(char: str) -> bool:
+    if "\u1161" <= char <= "\u1175" or "\u11a8" <= char <= "\u11c2":  # Hangul V and T jamo
+        return True
+    return unicodedata.category(char).startswith("M")
 
 
 def is_json_integer(value: object) -> bool:

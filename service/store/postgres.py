@@ -329,7 +329,16 @@ async def migrate(db: asyncpg.Connection) -> list[str]:
         )
         applied = {row[0] for row in await db.fetch("SELECT name FROM schema_migrations")}
         pending = shared.pending_migrations("postgres", applied)
-        for name, script in pending:
-            await db.execute(script)
+        for name, step in pending:
+            await (db.execute(step) if isinstance(step, str) else _rekey_items(db, step))
             await db.execute("INSERT INTO schema_migrations VALUES ($1, $2)", name, utc_now())
     return [name for name, _ in pending]
+
+
+async def _rekey_items(db: asyncpg.Connection, rekey: shared.Rekey) -> None:
+    """A key-recomputing migration's reads and writes, inside the migration's transaction."""
+    park, write = shared.rekey_statements(lambda n: f"${n}")
+    await db.execute("LOCK TABLE items IN EXCLUSIVE MODE")  # no write slips in between
+    changed = rekey([tuple(row) for row in await db.fetch(shared.ITEM_KEYS)])
+    await db.executemany(park, [(shared.PARKED_KEY, item_id) for _, item_id in changed])
+    await db.executemany(write, changed)

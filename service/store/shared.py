@@ -8,7 +8,7 @@ domain errors out.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from importlib import resources
+from importlib import import_module, resources
 from typing import Any
 
 from model.invariants import ItemChanges, name_key
@@ -46,6 +46,22 @@ FEEDS_FROM_EVENTS = (
 
 Placeholder = Callable[[int], str]
 """The n-th (1-based) bound parameter's spelling: ``?`` for SQLite, ``$n`` for PostgreSQL."""
+
+
+KeyedItem = tuple[str, str, str, str]
+"""An item as a key-recomputing migration reads it: tenant, id, name, stored name key."""
+Rekey = Callable[[Sequence[KeyedItem]], list[tuple[str, str]]]
+"""A Python migration: every item in, (new name key, id) of each item whose key changes out."""
+Migration = tuple[str, str | Rekey]
+"""A migration's name (as schema_migrations records it) and its SQL script or Python step."""
+ITEM_KEYS = "SELECT tenant, id, name, name_key FROM items"
+PARKED_KEY = "\x01"
+"""Starts the key an item holds while keys are rewritten: no name key holds a control
+character, so ``PARKED_KEY + id`` collides with nothing, whatever order the rows change in."""
+
+
+class MigrationStopped(RuntimeError):
+    """A migration would leave data that breaks an invariant; it changed nothing."""
 
 
 class DatabaseNotEmpty(ValueError):
@@ -191,8 +207,29 @@ def vars_of(event: Event) -> tuple[Any, ...]:
     return tuple(getattr(event, name) for name in Event.__slots__)
 
 
-def pending_migrations(backend: str, applied: Collection[str]) -> list[tuple[str, str]]:
-    """(name, SQL) of each migration of ``backend`` not yet ``applied``, in order."""
-    folder = resources.files(f"service.store.migrations.{backend}")
-    scripts = sorted((s for s in folder.iterdir() if s.name.endswith(".sql")), key=str)
-    return [(s.name, s.read_text(encoding="utf-8")) for s in scripts if s.name not in applied]
+def pending_migrations(backend: str, applied: Collection[str]) -> list[Migration]:
+    """Each migration of ``backend`` not yet ``applied``, in name order.
+
+    A migration is an SQL script in the backend's folder, or a Python module in
+    ``service.store.migrations`` itself (both backends share it) whose ``rekey`` function
+    computes what SQL cannot; each backend does its reads and writes (``rekey_items``).
+    """
+    package = "service.store.migrations"
+    found: dict[str, str | Rekey] = {}
+    for script in resources.files(f"{package}.{backend}").iterdir():
+        if script.name.endswith(".sql") and script.name not in applied:
+            found[script.name] = script.read_text(encoding="utf-8")
+    for module in resources.files(package).iterdir():
+        name = module.name
+        if name[:4].isdigit() and name.endswith(".py") and name not in applied:
+            found[name] = import_module(f"{package}.{name.removesuffix('.py')}").rekey
+    return sorted(found.items())
+
+
+def rekey_statements(placeholder: Placeholder) -> tuple[str, str]:
+    """The statements that park an item's key (PARKED_KEY, id) and then set it (key, id)."""
+    p = placeholder
+    return (
+        f"UPDATE items SET name_key = {p(1)} || id WHERE id = {p(2)}",
+        f"UPDATE items SET name_key = {p(1)} WHERE id = {p(2)}",
+    )

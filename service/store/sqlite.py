@@ -310,12 +310,30 @@ def migrate(db: sqlite3.Connection) -> list[str]:
     )
     applied = {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
     pending = shared.pending_migrations("sqlite", applied)
-    for name, script in pending:
-        db.executescript(
-            f"BEGIN IMMEDIATE;\n{script}\n"
-            f"INSERT INTO schema_migrations VALUES ('{name}', '{utc_now()}');\nCOMMIT;"
-        )
+    for name, step in pending:
+        if isinstance(step, str):
+            db.executescript(
+                f"BEGIN IMMEDIATE;\n{step}\n"
+                f"INSERT INTO schema_migrations VALUES ('{name}', '{utc_now()}');\nCOMMIT;"
+            )
+        else:
+            _rekey_items(db, name, step)
     return [name for name, _ in pending]
+
+
+def _rekey_items(db: sqlite3.Connection, name: str, rekey: shared.Rekey) -> None:
+    """Apply a key-recomputing migration in one transaction; on any error, nothing changes."""
+    park, write = shared.rekey_statements(lambda _: "?")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        changed = rekey(db.execute(shared.ITEM_KEYS).fetchall())
+        db.executemany(park, [(shared.PARKED_KEY, item_id) for _, item_id in changed])
+        db.executemany(write, changed)
+        db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, utc_now()))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _fetch_item(db: sqlite3.Connection, tenant: str, item_id: str) -> Item | None:

@@ -73,6 +73,17 @@ BASE_NAMES = (
     "\u01c5",
     "b",
     "B",
+    # Each group one name under canonical caseless matching (Unicode D145): U+0390 and
+    # U+0399 U+0308 U+0301 (not one name by casefold(NFC) alone), U+1E9E, sharp s and
+    # "ss", W + ring and U+1E98. The model shares name_key; tests/unit/test_invariants.py
+    # holds name_key against D145 itself.
+    "\u0390",
+    "\u0399\u0308\u0301",
+    "\u1e9e",
+    "\u00df",
+    "ss",
+    "W\u030a",
+    "\u1e98",
 )
 PADDING = st.sampled_from(["", " ", "\t", "\u3000", "\n", " \u2003"])
 valid_names = st.one_of(

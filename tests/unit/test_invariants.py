@@ -23,6 +23,7 @@ from model.invariants import (
     check_adjustment,
     check_create,
     check_update,
+    is_key_boundary,
     name_key,
     normalize_text,
     pointer,
@@ -64,6 +65,29 @@ QTY_PITFALLS = st.sampled_from(
 QTY = QTY_PITFALLS | st.integers(-5, 5) | st.integers(QTY_MAX - 2, QTY_MAX + 2) | JSON
 DELTA = QTY | st.integers(-QTY_MAX - 2, -QTY_MAX + 2)
 NAME = TEXT | LONG_TEXT | JSON
+# Where canonical caseless matching is subtle: Greek with dialytika and tonos in every
+# spelling, iota subscript (U+0345 folds to U+03B9), sharp s in both cases, ligatures,
+# marks whose order NFD fixes, Hangul jamo, the Kelvin and Angstrom signs.
+CASELESS_PITFALLS = (
+    "\u0390\u0399\u03b9\u03ca\u03aa\u0308\u0301\u0344\u0345\u1fb3\u1fbc\u03b1\u0391"
+    "\u00df\u1e9e\u0053\u0073\ufb00\ufb03\u0066\u0069\u0130\u0131\u0323\u0327\u030a"
+    "\u00e1\u0061\u00c5\u212b\u212a\u004b\u1100\u1161\u11a8\uac00\u1e98\u0057\u0077"
+)
+CASELESS_TEXT = st.text(
+    st.characters(categories=("L", "M")) | st.sampled_from(CASELESS_PITFALLS), max_size=12
+)
+SPELLINGS = st.sampled_from(
+    [
+        lambda s: s,
+        str.upper,
+        str.lower,
+        str.casefold,
+        str.swapcase,
+        lambda s: unicodedata.normalize("NFC", s),
+        lambda s: unicodedata.normalize("NFD", s),
+        lambda s: unicodedata.normalize("NFD", s.upper()),
+    ]
+)
 
 
 def _name_ok(name: object) -> bool:
@@ -74,6 +98,16 @@ def _name_ok(name: object) -> bool:
     return 1 <= len(stored) <= NAME_MAX and not any(
         unicodedata.category(ch) in ("Cc", "Cs") for ch in stored
     )
+
+
+def _same_name_per_d145(one: str, other: str) -> bool:
+    """Unicode D145, canonical caseless matching, as the standard words it: X and Y match
+    iff NFD(toCasefold(NFD(X))) = NFD(toCasefold(NFD(Y)))."""
+
+    def nfd(text: str) -> str:
+        return unicodedata.normalize("NFD", text)
+
+    return nfd(nfd(one).casefold()) == nfd(nfd(other).casefold())
 
 
 def _qty_ok(qty: object) -> bool:
@@ -156,6 +190,52 @@ def test_names_that_differ_beyond_case_have_different_keys() -> None:
     assert name_key("cafe") != name_key("café")
 
 
+@THOROUGH
+@given(
+    st.tuples(CASELESS_TEXT, CASELESS_TEXT)
+    | st.tuples(CASELESS_TEXT, SPELLINGS, SPELLINGS).map(lambda t: (t[1](t[0]), t[2](t[0])))
+    | st.tuples(st.text(st.sampled_from(CASELESS_PITFALLS), max_size=4), CASELESS_TEXT).map(
+        lambda t: (t[0], t[0] + t[1][:1])
+    )
+)
+@example(("Apple", "apple"))
+@example(("caf\u00e9", "cafe\u0301"))
+@example(("\u0390", "\u0399\u0308\u0301"))
+@example(("\u1e9e", "\u00df"))
+@example(("\u00df", "ss"))
+@example(("\ufb00", "FF"))
+@example(("\u1fb3", "\u03b1\u03b9"))
+@example(("a\u0327\u0301", "a\u0301\u0327"))
+@example(("cafe", "caf\u00e9"))
+@example(("W\u030a", "\u1e98"))
+def test_names_share_a_key_exactly_when_they_match_canonically_caselessly(
+    pair: tuple[str, str],
+) -> None:
+    one, other = pair
+    assert (name_key(one) == name_key(other)) == _same_name_per_d145(one, other)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("Apple", "apple"),
+        ("caf\u00e9", "cafe\u0301"),
+        ("\u0390", "\u0399\u0308\u0301"),
+        ("\u1e9e", "ss"),
+        ("\ufb03", "ffi"),
+    ],
+    ids=["case", "nfc-nfd", "greek-dialytika-tonos", "capital-sharp-s", "ligature"],
+)
+def test_canonically_caselessly_equal_names_share_a_key(one: str, other: str) -> None:
+    assert name_key(normalize_text(one)) == name_key(normalize_text(other))
+
+
+@THOROUGH
+@given(CASELESS_TEXT)
+def test_a_name_key_is_nfc(text: str) -> None:
+    assert unicodedata.is_normalized("NFC", name_key(text))
+
+
 @pytest.mark.parametrize(
     ("prefix", "key"),
     [
@@ -163,18 +243,36 @@ def test_names_that_differ_beyond_case_have_different_keys() -> None:
         ("e\u0301", "\u00e9"),
         ("Straß", "strass"),
         (" a", " a"),  # a prefix is not stripped: "red " narrows to "red apple"
+        ("\u0399\u0308\u0301", "\u0390"),
         ("", ""),
     ],
 )
-def test_prefix_key_is_nfc_then_casefold(prefix: str, key: str) -> None:
-    assert prefix_key(prefix) == key
+def test_prefix_key_is_the_prefixs_own_name_key(prefix: str, key: str) -> None:
+    assert prefix_key(prefix) == key == name_key(prefix)
 
 
 @THOROUGH
-@given(TEXT, st.integers(0, NAME_MAX))
-def test_every_prefix_of_a_stored_name_matches_that_name(text: str, cut: int) -> None:
+@given(TEXT | CASELESS_TEXT, st.integers(0, NAME_MAX))
+@example("\u00df\u0323x", 1)
+@example("W\u030aW", 2)
+@example("\u1100\u1161", 1)
+def test_every_prefix_of_a_stored_name_ending_before_a_new_base_matches_that_name(
+    text: str, cut: int
+) -> None:
     name = normalize_text(text)
+    while not is_key_boundary(name, cut):
+        cut -= 1
     assert name_key(name).startswith(prefix_key(name[:cut]))
+
+
+@pytest.mark.parametrize(
+    ("name", "cut"),
+    [("W\u030a", 1), ("\u00df\u0323", 1)],
+    ids=["composes-after-folding", "folds-into-a-composition"],
+)
+def test_a_prefix_ending_inside_a_combining_sequence_need_not_match(name: str, cut: int) -> None:
+    assert not is_key_boundary(name, cut)
+    assert not name_key(name).startswith(prefix_key(name[:cut]))
 
 
 @pytest.mark.parametrize(

@@ -145,7 +145,11 @@ def test_pending_migrations_are_listed_in_order_without_the_applied_ones(backend
     every = pending_migrations(backend, set())
     assert [name for name, _ in every] == sorted(name for name, _ in every)
     assert every[0][0] == "0001_items_and_keys.sql"
-    assert "CREATE TABLE items" in every[0][1]
+    first = every[0][1]
+    assert isinstance(first, str)
+    assert "CREATE TABLE items" in first
+    assert every[-1][0] == "0003_canonical_caseless_keys.py"
+    assert callable(every[-1][1])
     assert pending_migrations(backend, {name for name, _ in every}) == []
 
 
