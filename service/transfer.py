@@ -1,10 +1,12 @@
 """Moving the whole state between databases as JSON Lines (``inventory export|import``).
 
-The first line is a header; then one API key per line, then one item per line:
+The first line is a header; then one API key per line, then one item per line, and last
+a trailer that counts the records of each kind, so that a cut-off export is refused:
 
     {"type": "inventory-export", "version": 1}
     {"type": "key", "id": ..., "tenant": ..., "role": ..., "key_hash": "<hex>", ...}
     {"type": "item", "tenant": ..., "id": ..., "name": ..., "qty": ..., "version": ..., ...}
+    {"type": "end", "keys": 1, "items": 1}
 
 Keys travel as their hashes, so no secret is ever written out. ``parse_export`` checks
 every record against the invariants (and uniqueness across records) before the database
@@ -40,19 +42,25 @@ class ImportRefused(ValueError):
     """The export is invalid (every problem is listed) or the target is not empty."""
 
 
+def trailer(keys: int, items: int) -> dict[str, Any]:
+    """The last record of an export: how many records of each kind come before it."""
+    return {"type": "end", "keys": keys, "items": items}
+
+
 async def export_jsonl(store: Store, out: TextIO) -> int:
-    """Write the whole state to ``out``; the number of records written."""
-    count = 0
-    for line in [HEADER, *(_key_record(k) for k in await store.list_keys(None))]:
+    """Write the whole state to ``out``; the number of keys and items written."""
+    keys = await store.list_keys(None)
+    for line in [HEADER, *(_key_record(k) for k in keys)]:
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
-        count += 1
+    items = 0
     after: tuple[str, str] | None = None
     while page := await store.export_items(after, _PAGE):
         for tenant, item in page:
             out.write(json.dumps({"type": "item", "tenant": tenant, **item.as_json()}) + "\n")
-        count += len(page)
+        items += len(page)
         after = (page[-1][0], page[-1][1].id)
-    return count - 1
+    out.write(json.dumps(trailer(len(keys), items)) + "\n")
+    return len(keys) + items
 
 
 def parse_export(lines: Iterable[str]) -> tuple[list[ApiKey], list[tuple[str, Item]]]:
@@ -61,13 +69,14 @@ def parse_export(lines: Iterable[str]) -> tuple[list[ApiKey], list[tuple[str, It
     items: list[tuple[str, Item]] = []
     problems: list[str] = []
     seen: dict[object, int] = {}  # ids and (tenant, name key) -> the line that had them first
-    records = _json_lines(lines, problems)
-    first = next(records, None)
+    records = list(_json_lines(lines, problems))
+    first = records[0] if records else None
     if first is None or first[1] != HEADER:
         problems.append(
             f"line {first[0] if first else 1}: expected the header {json.dumps(HEADER)}"
         )
-    for number, record in records:
+    body, end = _split_end(records[1:], problems)
+    for number, record in body:
         try:
             claims = _add(record, keys, items)
         except (KeyError, TypeError, ValueError) as error:
@@ -77,9 +86,47 @@ def parse_export(lines: Iterable[str]) -> tuple[list[ApiKey], list[tuple[str, It
             if claim in seen:
                 problems.append(f"line {number}: this {what} is already on line {seen[claim]}")
             seen.setdefault(claim, number)
+    problems += _trailer_problems(end, keys, items)
     if problems:
         raise ImportRefused("the export is invalid:\n" + "\n".join(problems[:100]))
     return keys, items
+
+
+def _split_end(
+    records: list[tuple[int, Any]], problems: list[str]
+) -> tuple[list[tuple[int, Any]], tuple[int, Any] | None]:
+    """The records before the end record, and the end record (None if there is none)."""
+    ends = [i for i, (_, record) in enumerate(records) if _is_end(record)]
+    if not ends:
+        return records, None
+    end = ends[0]
+    problems.extend(
+        f"line {number}: nothing may follow the end record (line {records[end][0]})"
+        for number, _ in records[end + 1 :]
+    )
+    return records[:end], records[end]
+
+
+def _is_end(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("type") == "end"
+
+
+def _trailer_problems(
+    end: tuple[int, Any] | None, keys: list[ApiKey], items: list[tuple[str, Item]]
+) -> list[str]:
+    """What is wrong with the end record ``end`` (line, record), if anything."""
+    expected = trailer(len(keys), len(items))
+    if end is None:
+        return [
+            f"the end record {json.dumps(expected)} is missing: the export is cut off (or was"
+            " not written by inventory export); export it again"
+        ]
+    if end[1] != expected:
+        return [
+            f"line {end[0]}: the end record {json.dumps(end[1])} does not match the records"
+            f" before it ({json.dumps(expected)}): the export is cut off or was edited"
+        ]
+    return []
 
 
 def _json_lines(lines: Iterable[str], problems: list[str]) -> Iterator[tuple[int, Any]]:

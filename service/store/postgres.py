@@ -27,6 +27,8 @@ _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = $1 AND tenan
 class PostgresStore:
     """The ``Store`` on a PostgreSQL database shared by any number of processes."""
 
+    migrations_applied: tuple[str, ...] = ()
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
@@ -36,11 +38,13 @@ class PostgresStore:
         pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, reset=_keep_session)
         try:
             async with pool.acquire() as db:
-                await migrate(db)
+                applied = await migrate(db)
         except BaseException:
             await pool.close()
             raise
-        return cls(pool)
+        store = cls(pool)
+        store.migrations_applied = tuple(applied)
+        return store
 
     async def create_item(self, tenant: str, fields: NewItem) -> Item:
         name, qty, now, item_id = fields["name"], fields["qty"], utc_now(), new_id()
@@ -175,6 +179,7 @@ async def migrate(db: asyncpg.Connection) -> list[str]:
     """Apply the migrations not yet applied, in order, each atomically; their names."""
     async with db.transaction():
         await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await _refuse_foreign(db)
         await db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY,"
             " applied_at text NOT NULL)"
@@ -185,3 +190,18 @@ async def migrate(db: asyncpg.Connection) -> list[str]:
             await db.execute(script)
             await db.execute("INSERT INTO schema_migrations VALUES ($1, $2)", name, utc_now())
     return [name for name, _ in pending]
+
+
+async def _refuse_foreign(db: asyncpg.Connection) -> None:
+    """NotAnInventoryDatabase if the database holds another application's tables."""
+    tables = {
+        row[0]
+        for row in await db.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    }
+    applied: list[str] = []
+    if "schema_migrations" in tables:
+        applied = [row[0] for row in await db.fetch("SELECT name FROM schema_migrations")]
+    where = f"the PostgreSQL database {await db.fetchval('SELECT current_database()')}"
+    shared.refuse_foreign(where, "postgres", tables, applied)

@@ -17,6 +17,9 @@ from service.store.records import ApiKey, Item, Page, PageRequest, Versions
 class Store(Protocol):
     """The state of the inventory; every method is one atomic transition."""
 
+    migrations_applied: tuple[str, ...]
+    """The migrations that opening this store applied, in order (none: it was up to date)."""
+
     async def create_item(self, tenant: str, fields: NewItem) -> Item:
         """Insert a new item; raises NameTaken."""
         ...
