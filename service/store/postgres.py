@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+import service.store.shared as shared
 from model.invariants import QTY_MAX, ItemChanges, NewItem, name_key
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
-from service.store import shared
 from service.store.records import ApiKey, Item, Page, PageRequest, Versions, utc_now
 
 _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time

@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+import service.store.shared as shared
 from model.invariants import QTY_MAX, ItemChanges, NewItem, name_key
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
-from service.store import shared
 from service.store.records import ApiKey, Item, Page, PageRequest, Versions, utc_now
 
 T = TypeVar("T")
