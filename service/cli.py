@@ -174,7 +174,7 @@ def _database_url(url: str, source: str) -> str:
     if not url.strip():
         raise CliError(f"{source} is empty; {fix}")
     if _SCHEME.match(url) and not url.startswith("sqlite:///"):
-        raise CliError(f"{source}={url!r} is not a database URL this service knows; {fix}")
+        raise CliError(f"{source}={_shown(url)!r} is not a database URL this service knows; {fix}")
     path = Path(sqlite_path(url))
     if not path.parent.is_dir():
         raise CliError(f"the folder {path.parent} does not exist; create it or change {source}")
@@ -326,7 +326,17 @@ async def _bootstrap(settings: Settings, port: int) -> None:
 
 def _how_to_make_a_key(settings: Settings) -> str:
     database = "" if settings.database == DEFAULT_DATABASE else f" --database {settings.database}"
+    if _shown(settings.database) != settings.database:
+        database = " --database URL"  # the same URL, whose password is not printed
     return f"to make a key: inventory keys create --tenant default --role admin{database}"
+
+
+def _shown(url: str) -> str:
+    """``url`` as it may be printed: a password in it replaced by ``***``."""
+    parts = urlsplit(url) if "://" in url else None
+    if parts is None or parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 # --- the short commands ------------------------------------------------------------------

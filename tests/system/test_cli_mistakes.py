@@ -212,3 +212,11 @@ def test_help_shows_defaults_and_variables_and_no_markup(tmp_path: Path) -> None
     for default in ("default 8000", "default 127.0.0.1", "default sqlite:///inventory.db"):
         assert default in " ".join(serve.stdout.split()), serve.stdout
     assert "INVENTORY_PORT" in serve.stdout
+
+
+def test_a_password_in_a_database_url_is_never_printed(tmp_path: Path) -> None:
+    line = made_a_mistake(
+        timed("migrate", "--database", "mysql://me:hunter2@127.0.0.1/inv", cwd=tmp_path),
+        "mysql://me:***@127.0.0.1/inv",
+    )
+    assert "hunter2" not in line
