@@ -20,6 +20,10 @@ from service.store import ApiKey, Store, utc_now
 
 _KEY_FORMAT = re.compile(r"inv_([0-9a-f]{16})_[A-Za-z0-9_-]{43}")
 _BEARER = re.compile(r"bearer +(\S+) *", re.IGNORECASE)
+_HOW_TO_GET_ONE = (
+    "to get a key, run 'inventory keys create --tenant TENANT --role reader|writer|admin'"
+    " where the service runs, or ask an admin of your tenant (POST /keys)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +60,23 @@ def new_key(tenant: str, role: str) -> tuple[ApiKey, str]:
 async def authenticate(store: Store, authorization: list[str]) -> Caller:
     """The caller that the ``Authorization`` header lines prove, or Unauthorized."""
     if not authorization or not authorization[0]:
-        raise Unauthorized("send an API key: Authorization: Bearer <key>")
+        raise Unauthorized(f"send an API key as 'Authorization: Bearer <key>'; {_HOW_TO_GET_ONE}")
     if len(authorization) > 1:
         raise Unauthorized("send exactly one Authorization header")
     bearer = _BEARER.fullmatch(authorization[0])
-    key = bearer.group(1) if bearer else ""
-    match = _KEY_FORMAT.fullmatch(key)
+    if bearer is None:
+        raise Unauthorized("the Authorization header must read 'Bearer <key>'")
+    match = _KEY_FORMAT.fullmatch(key := bearer.group(1))
     if match is None:
-        raise Unauthorized("the Authorization header is not 'Bearer <api key>'")
+        raise Unauthorized(
+            "the API key is malformed: a key reads inv_<16 hex digits>_<43 characters>, as"
+            f" 'inventory keys create' prints it; {_HOW_TO_GET_ONE}"
+        )
     record = await store.find_key(match.group(1))
     if record is None or not hmac.compare_digest(record.key_hash, hash_key(key)):
-        raise Unauthorized("unknown API key")
+        raise Unauthorized(f"unknown API key; {_HOW_TO_GET_ONE}")
     if record.revoked_at is not None:
-        raise Unauthorized("this API key has been revoked")
+        raise Unauthorized(f"this API key has been revoked; {_HOW_TO_GET_ONE}")
     return Caller(record.tenant, record.role, record.id)
 
 

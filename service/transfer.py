@@ -1,10 +1,12 @@
 """Moving the whole state between databases as JSON Lines (``inventory export|import``).
 
-The first line is a header; then one API key per line, then one item per line:
+The first line is a header; then one API key per line, then one item per line, and last
+a trailer that counts the records of each kind, so that a cut-off export is refused:
 
     {"type": "inventory-export", "version": 1}
     {"type": "key", "id": ..., "tenant": ..., "role": ..., "key_hash": "<hex>", ...}
     {"type": "item", "tenant": ..., "id": ..., "name": ..., "qty": ..., "version": ..., ...}
+    {"type": "end", "keys": 1, "items": 1}
 
 Keys travel as their hashes, so no secret is ever written out. ``parse_export`` checks
 every record against the invariants (and uniqueness across records) before the database
@@ -45,24 +47,30 @@ class ImportRefused(ValueError):
     """The export is invalid (every problem is listed) or the target is not empty."""
 
 
+def trailer(keys: int, items: int, events: int) -> dict[str, Any]:
+    """The last record of an export: how many records of each kind come before it."""
+    return {"type": "end", "keys": keys, "items": items, "events": events}
+
+
 async def export_jsonl(store: Store, out: TextIO) -> int:
-    """Write the whole state to ``out``; the number of records written."""
+    """Write the whole state to ``out``, as of one moment; the number of records written."""
     async with store.snapshot() as state:
         return await _export(state, out)
 
 
 async def _export(state: StateReader, out: TextIO) -> int:
-    count = 0
-    for line in [HEADER, *(_key_record(k) for k in await state.list_keys(None))]:
+    keys = await state.list_keys(None)
+    for line in [HEADER, *(_key_record(k) for k in keys)]:
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
-        count += 1
+    items = events = 0
     async for tenant, item in every_record(state.export_items, lambda p: (p[0], p[1].id)):
         out.write(json.dumps({"type": "item", "tenant": tenant, **item.as_json()}) + "\n")
-        count += 1
+        items += 1
     async for tenant, event in every_record(state.export_events, lambda p: (p[0], p[1].seq)):
         out.write(json.dumps(_event_record(tenant, event), ensure_ascii=False) + "\n")
-        count += 1
-    return count - 1
+        events += 1
+    out.write(json.dumps(trailer(len(keys), items, events)) + "\n")
+    return len(keys) + items + events
 
 
 def parse_export(lines: Iterable[str]) -> State:
@@ -72,13 +80,15 @@ def parse_export(lines: Iterable[str]) -> State:
     tenant, every item's ledger adding up, feeds numbered 1..n).
     """
     export, problems = State(), list[str]()
-    records = _json_lines(lines, problems)
-    first = next(records, None)
+    records = list(_json_lines(lines, problems))
+    first = records[0] if records else None
     if first is None or first[1] not in (HEADER, LEDGERLESS_HEADER):
         problems.append(
             f"line {first[0] if first else 1}: expected the header {json.dumps(HEADER)}"
         )
-    _read_records(records, export, problems)
+    body, end = _split_end(records[1:], problems)
+    _read_records(body, export, problems)
+    problems += _trailer_problems(end, export)
     if first is not None and first[1] == LEDGERLESS_HEADER:
         _open_ledgers(export, problems)
     if not problems:
@@ -106,7 +116,7 @@ def opening_event(seq: int, item: Item) -> Event:
     )  # fmt: skip
 
 
-def _read_records(records: Iterator[tuple[int, Any]], export: State, problems: list[str]) -> None:
+def _read_records(records: Iterable[tuple[int, Any]], export: State, problems: list[str]) -> None:
     """Add each record to ``export``; a problem for each bad record and each repeated claim."""
     seen: dict[object, int] = {}  # ids, (tenant, name key), ... -> the line that had them first
     for number, record in records:
@@ -119,6 +129,41 @@ def _read_records(records: Iterator[tuple[int, Any]], export: State, problems: l
             if claim in seen:
                 problems.append(f"line {number}: this {what} is already on line {seen[claim]}")
             seen.setdefault(claim, number)
+
+
+def _split_end(
+    records: list[tuple[int, Any]], problems: list[str]
+) -> tuple[list[tuple[int, Any]], tuple[int, Any] | None]:
+    """The records before the end record, and the end record (None if there is none)."""
+    ends = [i for i, (_, record) in enumerate(records) if _is_end(record)]
+    if not ends:
+        return records, None
+    end = ends[0]
+    problems.extend(
+        f"line {number}: nothing may follow the end record (line {records[end][0]})"
+        for number, _ in records[end + 1 :]
+    )
+    return records[:end], records[end]
+
+
+def _is_end(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("type") == "end"
+
+
+def _trailer_problems(end: tuple[int, Any] | None, export: State) -> list[str]:
+    """What is wrong with the end record ``end`` (line, record), if anything."""
+    expected = trailer(len(export.keys), len(export.items), len(export.events))
+    if end is None:
+        return [
+            f"the end record {json.dumps(expected)} is missing: the export is cut off (or was"
+            " not written by inventory export); export it again"
+        ]
+    if end[1] != expected:
+        return [
+            f"line {end[0]}: the end record {json.dumps(end[1])} does not match the records"
+            f" before it ({json.dumps(expected)}): the export is cut off or was edited"
+        ]
+    return []
 
 
 def _json_lines(lines: Iterable[str], problems: list[str]) -> Iterator[tuple[int, Any]]:

@@ -27,6 +27,7 @@ from model.invariants import (
     prefix_key,
 )
 from service.auth import Caller, new_key
+from service.http import docs
 from service.http.conditions import parse_if_match
 from service.http.cursors import decode_cursor, encode_cursor
 from service.http.responses import item_response, json_response
@@ -155,3 +156,22 @@ async def health(store: Store) -> web.Response:
 @serves("spec")
 async def spec() -> web.Response:
     return web.Response(body=_SPEC_BYTES, content_type="application/yaml")
+
+
+@serves("home")
+async def home() -> web.Response:
+    return web.Response(status=302, headers={"Location": "/docs"})
+
+
+@serves("docs")
+async def docs_page() -> web.Response:
+    return web.Response(text=docs.PAGE, content_type="text/html")
+
+
+@serves("docsAsset")
+async def docs_asset(asset: str) -> web.Response:
+    return web.Response(
+        body=docs.asset(asset),
+        content_type=docs.ASSETS[asset],
+        headers={"Cache-Control": "public, max-age=86400"},
+    )

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import jsonschema_rs
 import yaml
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
+SPEC_PATH = resources.files("service") / "openapi.yaml"
+"""The contract as package data: in a checkout, service/openapi.yaml is a symlink to the
+top-level openapi.yaml (the one source); a wheel carries a copy of its content."""
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 Validator = Any  # jsonschema_rs validators have no type stubs
@@ -63,7 +66,7 @@ class Operation:
     role: str | None  # None: public (security: [])
 
 
-def load_document(path: Path = SPEC_PATH) -> dict[str, Any]:
+def load_document(path: Traversable = SPEC_PATH) -> dict[str, Any]:
     """The OpenAPI document as a dict, exactly as written."""
     with path.open(encoding="utf-8") as f:
         document: dict[str, Any] = yaml.safe_load(f)

@@ -115,6 +115,8 @@ class _StateReads:
 class PostgresStore(_StateReads):
     """The ``Store`` on a PostgreSQL database shared by any number of processes."""
 
+    migrations_applied: tuple[str, ...] = ()
+
     def __init__(self, pool: asyncpg.Pool, listener: asyncpg.Connection) -> None:
         timed = _TimedPool(pool)
         super().__init__(timed)
@@ -128,12 +130,13 @@ class PostgresStore(_StateReads):
         pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, reset=_keep_session)
         try:
             async with pool.acquire() as db:
-                await migrate(db)
+                applied = await migrate(db)
             listener = await asyncpg.connect(url)
         except BaseException:
             await pool.close()
             raise
         store = cls(pool, listener)
+        store.migrations_applied = tuple(applied)
         await listener.add_listener(_CHANNEL, store._notified)
         return store
 
@@ -323,6 +326,7 @@ async def migrate(db: asyncpg.Connection) -> list[str]:
     """Apply the migrations not yet applied, in order, each atomically; their names."""
     async with db.transaction():
         await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await _refuse_foreign(db)
         await db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY,"
             " applied_at text NOT NULL)"
@@ -342,3 +346,18 @@ async def _rekey_items(db: asyncpg.Connection, rekey: shared.Rekey) -> None:
     changed = rekey([tuple(row) for row in await db.fetch(shared.ITEM_KEYS)])
     await db.executemany(park, [(shared.PARKED_KEY, item_id) for _, item_id in changed])
     await db.executemany(write, changed)
+
+
+async def _refuse_foreign(db: asyncpg.Connection) -> None:
+    """NotAnInventoryDatabase if the database holds another application's tables."""
+    tables = {
+        row[0]
+        for row in await db.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    }
+    applied: list[str] = []
+    if "schema_migrations" in tables:
+        applied = [row[0] for row in await db.fetch("SELECT name FROM schema_migrations")]
+    where = f"the PostgreSQL database {await db.fetchval('SELECT current_database()')}"
+    shared.refuse_foreign(where, "postgres", tables, applied)

@@ -48,6 +48,9 @@ class StateReader(Protocol):
 class Store(StateReader, Protocol):
     """The state of the inventory; every method is one atomic transition."""
 
+    migrations_applied: tuple[str, ...]
+    """The migrations that opening this store applied, in order (none: it was up to date)."""
+
     async def create_item(self, author: Author, fields: NewItem) -> Item:
         """Insert a new item; raises NameTaken."""
         ...

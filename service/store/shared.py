@@ -71,6 +71,28 @@ class DatabaseNotEmpty(ValueError):
         super().__init__("the target database is not empty; import only into an empty one")
 
 
+class NotAnInventoryDatabase(ValueError):
+    """The database holds tables no inventory migration made, or migrations this version
+    does not know: it is refused before anything is written to it."""
+
+
+def refuse_foreign(
+    where: str, backend: str, tables: Collection[str], applied: Collection[str]
+) -> None:
+    """Raise NotAnInventoryDatabase unless ``tables`` (with ``applied`` migrations) are ours."""
+    if tables and "schema_migrations" not in tables:
+        raise NotAnInventoryDatabase(
+            f"{where} is not an inventory database (it has tables {', '.join(sorted(tables)[:5])}"
+            " but no schema_migrations); nothing was written to it: choose another database"
+        )
+    known = {name for name, _ in pending_migrations(backend, ())}
+    if unknown := sorted(set(applied) - known):
+        raise NotAnInventoryDatabase(
+            f"{where} has migrations this version does not know ({', '.join(unknown)}):"
+            " it belongs to a newer inventory; upgrade inventory to use it"
+        )
+
+
 def list_query(
     tenant: str, request: PageRequest, placeholder: Placeholder
 ) -> tuple[str, list[Any]]:

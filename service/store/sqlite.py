@@ -91,6 +91,8 @@ class _StateReads:
 class SqliteStore(_StateReads):
     """The ``Store`` on one SQLite file (WAL, ``synchronous=FULL``), one writer."""
 
+    migrations_applied: tuple[str, ...] = ()
+
     def __init__(self, path: str, writer: _WriterThread, reader: aiosqlite.Connection) -> None:
         super().__init__(reader)
         self._path = path
@@ -103,12 +105,14 @@ class SqliteStore(_StateReads):
         """Open the file (created if missing) and bring its schema up to date."""
         writer = await _WriterThread.open(path)
         try:
-            await writer.run(migrate)
+            applied = await writer.run(migrate)
             reader = await aiosqlite.connect(path, isolation_level=None)
         except BaseException:
             await writer.close()
             raise
-        return cls(path, writer, reader)
+        store = cls(path, writer, reader)
+        store.migrations_applied = tuple(applied)
+        return store
 
     async def create_item(self, author: Author, fields: NewItem) -> Item:
         return await self._logged(author, _create_item, fields, new_id())
@@ -292,6 +296,7 @@ def _apply_batch(db: sqlite3.Connection, transitions: list[Transition]) -> list[
 def _connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     try:
+        _refuse_foreign(db, path)  # before the first write (journal_mode rewrites the header)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
         db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -308,8 +313,7 @@ def migrate(db: sqlite3.Connection) -> list[str]:
         "CREATE TABLE IF NOT EXISTS schema_migrations"
         " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT"
     )
-    applied = {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
-    pending = shared.pending_migrations("sqlite", applied)
+    pending = shared.pending_migrations("sqlite", _applied(db))
     for name, step in pending:
         if isinstance(step, str):
             db.executescript(
@@ -334,6 +338,17 @@ def _rekey_items(db: sqlite3.Connection, name: str, rekey: shared.Rekey) -> None
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _refuse_foreign(db: sqlite3.Connection, path: str) -> None:
+    """NotAnInventoryDatabase for another application's file or a newer inventory's."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    applied = _applied(db) if "schema_migrations" in tables else set()
+    shared.refuse_foreign(path, "sqlite", tables, applied)
+
+
+def _applied(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
 
 
 def _fetch_item(db: sqlite3.Connection, tenant: str, item_id: str) -> Item | None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
@@ -134,6 +135,9 @@ def test_the_contract_requires_the_issues_role_for_every_operation_and_none_for_
         "revokeKey": "admin",
         "health": None,
         "spec": None,
+        "home": None,
+        "docs": None,
+        "docsAsset": None,
     }
     scheme = load_document()["components"]["securitySchemes"]["bearerAuth"]
     assert scheme["type"] == "http"
@@ -673,3 +677,26 @@ def test_no_key_appears_in_plaintext_in_the_sqlite_files(tmp_path: Path) -> None
     finally:
         if not stopped:
             live.stop()
+
+
+@pytest.mark.parametrize(
+    ("authorization", "says"),
+    [
+        (None, "send an API key"),
+        ("Bearer nope", "the API key is malformed"),
+        ("Bearer inv_0123456789abcdef_" + "A" * 43, "unknown API key"),
+    ],
+    ids=["missing", "malformed", "unknown"],
+)
+def test_a_401_tells_how_to_get_a_key(
+    module_anonymous: ContractClient, authorization: str | None, says: str
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+
+    response = module_anonymous.get("/items", headers=headers)
+
+    assert response.status_code == 401
+    detail = response.json()["detail"]
+    assert detail.startswith(says), detail
+    assert "inventory keys create --tenant TENANT --role reader|writer|admin" in detail
+    assert "not 'Bearer" not in detail

@@ -135,6 +135,8 @@ def test_a_restart_on_the_same_file_keeps_every_item_and_prints_no_new_key(
 
     assert "INVENTORY_TOKEN" not in stdout
     assert tokens_in(stdout) == []
+    [hint] = [line for line in stdout.splitlines() if "keys create" in line]
+    assert f"inventory keys create --tenant default --role admin --database {database}" in hint
     assert after_start == before
     assert listed.status_code == 200
     assert [item["id"] for item in listed.json()["items"]] == [row[0] for row in before["items"]]

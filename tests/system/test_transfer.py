@@ -172,10 +172,23 @@ def item_record(tenant: str, name: str, qty: int = 1, version: int = 1) -> dict[
     }  # fmt: skip
 
 
-def jsonl(records: Records) -> str:
-    """The lines of an export: each record as JSON, a ``str`` record as written."""
+def end_record(records: Records) -> dict[str, Any]:
+    """The end record that counts the keys and items of ``records``."""
+    kinds = [r.get("type") for r in records if isinstance(r, dict)]
+    return {
+        "type": "end",
+        "keys": kinds.count("key"),
+        "items": kinds.count("item"),
+        "events": kinds.count("event"),
+    }
+
+
+def jsonl(records: Records, end: bool = True) -> str:
+    """The lines of an export: each record as JSON, a ``str`` record as written; then, unless
+    ``end`` is false, the end record counting them, as ``inventory export`` writes it."""
     return "".join(
-        (record if isinstance(record, str) else json.dumps(record)) + "\n" for record in records
+        (record if isinstance(record, str) else json.dumps(record)) + "\n"
+        for record in [*records, *([end_record(records)] if end else [])]
     )
 
 
@@ -208,7 +221,7 @@ def other_backend(database: Database, tmp_path: Path, request: pytest.FixtureReq
 # --- export --------------------------------------------------------------------------
 
 
-def test_export_writes_a_header_then_every_key_as_a_hash_then_every_item(
+def test_export_writes_a_header_then_every_key_as_a_hash_then_every_item_then_their_count(
     database: Database,
 ) -> None:
     server = LiveServer(database).start()
@@ -225,6 +238,8 @@ def test_export_writes_a_header_then_every_key_as_a_hash_then_every_item(
     events = len(db.events(database))
     assert f"exported {len(KEYS) + ITEM_COUNT + events} records" in exported.stderr
     assert records[0] == EXPORT_HEADER
+    assert records[-1] == {"type": "end", "keys": len(KEYS), "items": ITEM_COUNT, "events": events}
+    records = records[:-1]
     kinds = ["key"] * len(KEYS) + ["item"] * ITEM_COUNT + ["event"] * events
     assert [r["type"] for r in records[1:]] == kinds
     key_records = records[1 : 1 + len(KEYS)]
@@ -245,13 +260,18 @@ def test_export_writes_a_header_then_every_key_as_a_hash_then_every_item(
     assert by_id(item_records) == by_id(stored)
 
 
-def test_export_of_an_empty_database_is_the_header_alone(database: Database, cli: Cli) -> None:
+def test_export_of_an_empty_database_is_the_header_and_an_end_record_counting_nothing(
+    database: Database, cli: Cli
+) -> None:
     migrate(database)
 
     exported = cli("export", database=database)
 
     assert exported.returncode == 0, exported.stderr
-    assert [json.loads(line) for line in exported.stdout.splitlines()] == [EXPORT_HEADER]
+    assert [json.loads(line) for line in exported.stdout.splitlines()] == [
+        EXPORT_HEADER,
+        {"type": "end", "keys": 0, "items": 0, "events": 0},
+    ]
 
 
 # --- import --------------------------------------------------------------------------
@@ -368,6 +388,7 @@ def test_export_and_import_carry_more_than_a_page_of_items_each_exactly_once(
     assert exported.returncode == 0, exported.stderr
     lines = [json.loads(line) for line in exported.stdout.splitlines()]
     assert lines[0] == EXPORT_HEADER
+    assert lines.pop() == {"type": "end", "keys": 0, "items": ITEMS, "events": ITEMS}
     item_lines = [line for line in lines if line["type"] == "item"]
     assert sorted(line["id"] for line in item_lines) == sorted(r["id"] for r in records[1:])
     assert {json.dumps(line, sort_keys=True) for line in item_lines} == {
@@ -503,3 +524,68 @@ def test_the_valid_export_used_above_imports_cleanly(tmp_path: Path, cli: Cli) -
     [key] = db.snapshot(database)["api_keys"]
     assert key[0] == records[1]["id"]
     assert key[3] == bytes.fromhex(records[1]["key_hash"])
+
+
+# --- a cut-off export ------------------------------------------------------------------
+
+
+def test_an_export_cut_at_a_line_boundary_is_refused_naming_the_missing_end_and_writes_nothing(
+    tmp_path: Path, cli: Cli
+) -> None:
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    imported = cli("import", database=source, stdin=jsonl(valid_export()))
+    assert imported.returncode == 0, imported.stderr
+    exported = cli("export", database=source)
+    assert exported.returncode == 0, exported.stderr
+    migrate(target)
+    before = db.snapshot(target)
+
+    for kept in range(1, len(exported.stdout.splitlines())):
+        cut = "".join(exported.stdout.splitlines(keepends=True)[:kept])
+        refused = cli("import", database=target, stdin=cut)
+
+        assert refused.returncode != 0, cut
+        assert "nothing imported" in refused.stderr
+        assert "end record" in refused.stderr, refused.stderr
+        assert "cut off" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert db.snapshot(target) == before
+
+
+@pytest.mark.parametrize(
+    ("end", "line"),
+    [
+        ({"type": "end", "keys": 1, "items": 4}, 6),
+        ({"type": "end", "keys": 0, "items": 3}, 6),
+        ({"type": "end", "keys": 1}, 6),
+    ],
+)
+def test_an_end_record_that_miscounts_the_records_is_refused_naming_its_line(
+    tmp_path: Path, cli: Cli, end: dict[str, Any], line: int
+) -> None:
+    database = tmp_path / "target.db"
+    migrate(database)
+    before = db.snapshot(database)
+
+    refused = cli("import", database=database, stdin=jsonl([*valid_export(), end], end=False))
+
+    assert refused.returncode != 0
+    assert "end record" in refused.stderr, refused.stderr
+    assert names_line(refused.stderr, line), refused.stderr
+    assert db.snapshot(database) == before
+
+
+def test_a_record_after_the_end_record_is_refused_naming_its_line(tmp_path: Path, cli: Cli) -> None:
+    database = tmp_path / "target.db"
+    migrate(database)
+    before = db.snapshot(database)
+    records = valid_export()
+    text = jsonl(records[:3]) + jsonl(records[3:], end=False)  # the end record on line 4
+
+    refused = cli("import", database=database, stdin=text)
+
+    assert refused.returncode != 0
+    assert "nothing may follow the end record" in refused.stderr, refused.stderr
+    assert names_line(refused.stderr, 5), refused.stderr
+    assert names_line(refused.stderr, 6), refused.stderr
+    assert db.snapshot(database) == before
