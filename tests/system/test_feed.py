@@ -378,8 +378,9 @@ def test_import_refuses_an_export_whose_event_was_altered_naming_the_item_and_wr
         records[place]["event"]["delta"] += 1
     elif alteration == "qty-changed":
         records[place]["event"]["qty"] += 1
-    else:
+    else:  # dropped, and the end record's count made to fit, so that only the ledger tells
         del records[place]
+        records[-1]["events"] -= 1
     migrated = run_inventory("migrate", "--database", url_of(target))
     assert migrated.returncode == 0, migrated.stderr
     before = db.snapshot(target)
