@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TextIO
@@ -89,7 +90,7 @@ def parse_export(lines: Iterable[str]) -> State:
         )
     body, end = _split_end(records[1:], problems)
     _read_records(body, export, problems)
-    problems += _trailer_problems(end, export)
+    problems += _trailer_problems(end, body)
     if first is not None and first[1] == LEDGERLESS_HEADER:
         _open_ledgers(export, problems)
     if not problems:
@@ -151,9 +152,13 @@ def _is_end(record: Any) -> bool:
     return isinstance(record, dict) and record.get("type") == "end"
 
 
-def _trailer_problems(end: tuple[int, Any] | None, export: State) -> list[str]:
-    """What is wrong with the end record ``end`` (line, record), if anything."""
-    expected = trailer(len(export.keys), len(export.items), len(export.events))
+def _trailer_problems(end: tuple[int, Any] | None, body: list[tuple[int, Any]]) -> list[str]:
+    """What is wrong with the end record ``end`` (line, record), if anything.
+
+    It counts the records of ``body`` by their type, valid or not: a bad record is reported
+    on its own line, not once more as a miscount."""
+    kinds = Counter(r.get("type") for _, r in body if isinstance(r, dict))
+    expected = trailer(kinds["key"], kinds["item"], kinds["event"])
     if end is None:
         return [
             f"the end record {json.dumps(expected)} is missing: the export is cut off (or was"

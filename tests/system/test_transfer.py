@@ -533,6 +533,7 @@ def test_a_record_the_service_would_refuse_is_refused_by_either_backend_before_w
     assert "nothing imported" in imported.stderr, imported.stderr
     assert "Traceback" not in imported.stderr, imported.stderr
     assert names_line(imported.stderr, line), imported.stderr
+    assert "end record" not in imported.stderr, "a bad record is not also a miscount"
     assert db.snapshot(database) == before
 
 
