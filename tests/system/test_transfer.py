@@ -326,6 +326,16 @@ def test_import_into_the_other_backend_reproduces_every_item_and_key_and_old_key
         server.stop()
 
 
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_help_says_that_an_export_file_carries_credentials(command: str) -> None:
+    helped = run_inventory(command, "--help")
+
+    assert helped.returncode == 0, helped.stderr
+    text = " ".join(helped.stdout.split())
+    assert "An export file carries credentials" in text, text
+    assert "as a secret" in text, text
+
+
 def test_the_readme_pipe_moves_a_sqlite_database_to_postgresql(
     tmp_path: Path, fresh_postgres: PostgresDatabase
 ) -> None:
