@@ -212,6 +212,17 @@ def qty_problem(qty: object) -> str | None:
     return None
 
 
+def version_problem(version: object) -> str | None:
+    """Why a value is not a valid item version, or None when it is one: an integer from 1
+    to QTY_MAX, so that every version (and the next one) is exact in any JSON reader."""
+    if not is_json_integer(version):
+        return "must be an integer"
+    assert isinstance(version, int)
+    if not 1 <= version <= QTY_MAX:
+        return f"must be between 1 and {QTY_MAX}"
+    return None
+
+
 def check_reason(reason: object) -> str:
     """A reason (for a delete, sent apart from any body), normalized; ValueError(why) if bad."""
     errors: list[FieldError] = []

@@ -3,8 +3,11 @@
 Every flag has an INVENTORY_* environment variable (--database is INVENTORY_DATABASE_URL);
 a flag given on the command line wins. serve stops on SIGINT/SIGTERM: it stops accepting,
 lets in-flight requests finish, then closes the database. With PostgreSQL, serve --workers N
-runs N such processes on one port (SO_REUSEPORT). Installed with pip install . (not
-editable), it works from any folder: the contract and the migrations ship in the package.
+runs N such processes on one port (SO_REUSEPORT): a worker that dies is logged and replaced
+(after a backoff), and every worker stops when the main process dies, even by SIGKILL. An
+export file carries every API key's hash: store it as you store secrets. Installed with
+pip install . (not editable), it works from any folder: the contract and the migrations ship
+in the package.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -22,8 +26,10 @@ import socket
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -57,6 +63,12 @@ DEFAULTS = {
 }
 ENVIRONMENT = {name: f"INVENTORY_{name.upper()}" for name in DEFAULTS}
 ENVIRONMENT["database"] = "INVENTORY_DATABASE_URL"
+_CREDENTIALS_FILE = (
+    "An export file carries credentials: every API key's hash. A hash cannot be turned back"
+    " into its key, but whoever has the file can import those keys into a database they"
+    " control, and it holds all of your data: store it, move it and delete it as a secret"
+    " (chmod 600; never in a ticket, a chat or a shared folder)."
+)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 log = logging.getLogger("inventory")
 
@@ -110,9 +122,14 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", parents=[database], help="bring the schema up to date")
     migrate.set_defaults(run=_migrate)
     _add_keys(commands, database)
-    export = commands.add_parser("export", parents=[database], help="write the state as JSON Lines")
+    export = commands.add_parser(
+        "export", parents=[database], help="write the state as JSON Lines", epilog=_CREDENTIALS_FILE
+    )
     export.set_defaults(run=_export)
-    load = commands.add_parser("import", parents=[database], help="load an export (empty db only)")
+    load = commands.add_parser(
+        "import", parents=[database], help="load an export (empty db only)",
+        epilog=_CREDENTIALS_FILE,
+    )  # fmt: skip
     load.set_defaults(run=_import)
     check = commands.add_parser(
         "check", parents=[database], help="verify every invariant of the stored data"
@@ -126,7 +143,11 @@ def _add_serve(commands: Any, database: argparse.ArgumentParser) -> None:
     for name, what in [
         ("host", "address to listen on"),
         ("port", "TCP port to listen on (0: any free port)"),
-        ("workers", "processes serving one port (more than 1 needs PostgreSQL)"),
+        (
+            "workers",
+            "processes serving one port (more than 1 needs PostgreSQL); one that"
+            " dies is replaced, and all stop when the main process dies",
+        ),
     ]:
         serve.add_argument(
             f"--{name}", help=f"{what} (env {ENVIRONMENT[name]}; default {DEFAULTS[name]})"
@@ -323,29 +344,92 @@ def _aggregate_metrics(settings: Settings) -> str:
     return directory
 
 
-def _supervise(settings: Settings) -> None:
-    workers = [
-        multiprocessing.get_context("spawn").Process(target=_run_worker, args=(settings,))
-        for _ in range(settings.workers)
-    ]
-    for worker in workers:
-        worker.start()
+BACKOFF_FIRST, BACKOFF_MOST = 0.5, 10.0
+"""Seconds before a dead worker is replaced: doubled for each worker that dies young."""
+STEADY_SECONDS = 60.0
+"""A worker that ran this long died of something new: its replacement waits BACKOFF_FIRST."""
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
-    def stop_workers(*_: object) -> None:
-        for worker in workers:
+
+class _Supervisor:
+    """Keeps ``settings.workers`` workers running until SIGINT or SIGTERM stops them all.
+
+    A worker that dies is logged (its pid and exit code) and replaced after a backoff, so a
+    worker that crashes at start does not spin; during a stop nothing is replaced.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.running: dict[int, tuple[BaseProcess, float]] = {}  # sentinel -> (worker, since)
+        self.due: list[float] = []  # when each pending replacement starts (monotonic)
+        self.backoff = BACKOFF_FIRST
+        self.stopping = False
+
+    def start_one(self) -> None:
+        worker = multiprocessing.get_context("spawn").Process(
+            target=_spawned_worker, args=(self.settings, os.getpid())
+        )
+        worker.start()
+        self.running[worker.sentinel] = (worker, time.monotonic())
+        if self.stopping:  # a stop came while it was starting
+            worker.terminate()
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+        self.due.clear()
+        for worker, _since in self.running.values():
             worker.terminate()  # SIGTERM: each worker finishes its requests, then exits
 
+    def reap(self, sentinel: int) -> None:
+        worker, since = self.running.pop(sentinel)
+        worker.join()
+        metrics.mark_dead(worker.pid)
+        if self.stopping:
+            log.info("worker %s exited with %s", worker.pid, worker.exitcode)
+            return
+        if time.monotonic() - since >= STEADY_SECONDS:
+            self.backoff = BACKOFF_FIRST
+        log.warning(
+            "worker %s exited with %s; replacing it in %.1f s",
+            worker.pid, worker.exitcode, self.backoff,
+            extra={"worker": worker.pid, "exitcode": worker.exitcode},
+        )  # fmt: skip
+        self.due.append(time.monotonic() + self.backoff)
+        self.backoff = min(self.backoff * 2, BACKOFF_MOST)
+
+
+def _supervise(settings: Settings) -> None:
+    supervisor = _Supervisor(settings)
     # SIGINT may reach this process alone (kill -INT) or the whole group (Ctrl-C); either
     # way every worker is asked to stop gracefully, and this process waits for them.
-    signal.signal(signal.SIGTERM, stop_workers)
-    signal.signal(signal.SIGINT, stop_workers)
-    running = {worker.sentinel: worker for worker in workers}
-    while running:
-        for sentinel in wait(list(running)):
-            worker = running.pop(sentinel)  # type: ignore[arg-type]  # sentinels are ints
-            worker.join()
-            metrics.mark_dead(worker.pid)
-            log.info("worker %s exited with %s", worker.pid, worker.exitcode)
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    signal.signal(signal.SIGINT, supervisor.stop)
+    for _ in range(settings.workers):
+        supervisor.start_one()
+    while supervisor.running or supervisor.due:
+        timeout = max(0.0, min(supervisor.due) - time.monotonic()) if supervisor.due else None
+        for sentinel in wait(list(supervisor.running), timeout):
+            supervisor.reap(sentinel)  # type: ignore[arg-type]  # sentinels are ints
+        while supervisor.due and min(supervisor.due) <= time.monotonic():
+            supervisor.due.remove(min(supervisor.due))
+            supervisor.start_one()
+
+
+def _spawned_worker(settings: Settings, parent: int) -> None:
+    """A worker of ``_supervise``: it stops when its parent dies, however that dies."""
+    _die_with(parent)
+    _run_worker(settings)
+
+
+def _die_with(parent: int) -> None:
+    """Have Linux send SIGTERM (a graceful stop) when ``parent`` dies, even by SIGKILL; exit
+    now if it already has. Elsewhere a worker outlives a killed parent (stop it by its pid)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("cannot ask to stop with the parent: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:  # it died before prctl took effect: nobody would signal
+        sys.exit(0)
 
 
 def _run_worker(settings: Settings, listener: socket.socket | None = None) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TextIO
@@ -31,6 +32,7 @@ from model.invariants import (
     qty_problem,
     tenant_problem,
     text_problem,
+    version_problem,
 )
 from service.audit import audit, every_record
 from service.store import ApiKey, Event, Item, State, StateReader, Store
@@ -88,7 +90,7 @@ def parse_export(lines: Iterable[str]) -> State:
         )
     body, end = _split_end(records[1:], problems)
     _read_records(body, export, problems)
-    problems += _trailer_problems(end, export)
+    problems += _trailer_problems(end, body)
     if first is not None and first[1] == LEDGERLESS_HEADER:
         _open_ledgers(export, problems)
     if not problems:
@@ -150,9 +152,13 @@ def _is_end(record: Any) -> bool:
     return isinstance(record, dict) and record.get("type") == "end"
 
 
-def _trailer_problems(end: tuple[int, Any] | None, export: State) -> list[str]:
-    """What is wrong with the end record ``end`` (line, record), if anything."""
-    expected = trailer(len(export.keys), len(export.items), len(export.events))
+def _trailer_problems(end: tuple[int, Any] | None, body: list[tuple[int, Any]]) -> list[str]:
+    """What is wrong with the end record ``end`` (line, record), if anything.
+
+    It counts the records of ``body`` by their type, valid or not: a bad record is reported
+    on its own line, not once more as a miscount."""
+    kinds = Counter(r.get("type") for _, r in body if isinstance(r, dict))
+    expected = trailer(kinds["key"], kinds["item"], kinds["event"])
     if end is None:
         return [
             f"the end record {json.dumps(expected)} is missing: the export is cut off (or was"
@@ -199,19 +205,19 @@ def _add(record: Any, export: State) -> dict[object, str]:
 
 def _key(record: dict[str, Any]) -> ApiKey:
     _exact_fields(record, {"type", "id", "tenant", "role", "key_hash", "created_at", "revoked_at"})
-    if not re.fullmatch(r"[0-9a-f]{16}", str(record["id"])):
+    if not isinstance(record["id"], str) or not re.fullmatch(r"[0-9a-f]{16}", record["id"]):
         raise ValueError("key id must be 16 hex digits")
-    if record["role"] not in ROLES or not re.fullmatch(r"[0-9a-f]{64}", str(record["key_hash"])):
+    if record["role"] not in ROLES or not isinstance(record["key_hash"], str):
         raise ValueError("key role or key_hash is malformed")
-    revoked = record["revoked_at"]
+    if not re.fullmatch(r"[0-9a-f]{64}", record["key_hash"]):
+        raise ValueError("key role or key_hash is malformed")
+    created, revoked = _timestamp(record["created_at"]), record["revoked_at"]
+    if revoked is not None and _timestamp(revoked) < created:
+        raise ValueError(f"revoked_at {revoked} is before created_at {created}")
     return ApiKey(
-        record["id"],
-        _tenant(record["tenant"]),
-        record["role"],
-        bytes.fromhex(record["key_hash"]),
-        _timestamp(record["created_at"]),
-        None if revoked is None else _timestamp(revoked),
-    )
+        record["id"], _tenant(record["tenant"]), record["role"],
+        bytes.fromhex(record["key_hash"]), created, revoked,
+    )  # fmt: skip
 
 
 def _item(record: dict[str, Any]) -> Item:
@@ -222,17 +228,13 @@ def _item(record: dict[str, Any]) -> Item:
     _text(name, "name")
     if problem := qty_problem(qty):
         raise ValueError(f"qty {problem}")
-    if type(version) is not int or not 1 <= version < 2**63:
-        raise ValueError("version must be an integer from 1 to 2^63 - 1")
+    if problem := version_problem(version):
+        raise ValueError(f"version {problem}")
     _uuid(record["id"])
-    return Item(
-        record["id"],
-        name,
-        qty,
-        version,
-        _timestamp(record["created_at"]),
-        _timestamp(record["updated_at"]),
-    )
+    created, updated = _timestamp(record["created_at"]), _timestamp(record["updated_at"])
+    if updated < created:  # one fixed format: text order is time order
+        raise ValueError(f"updated_at {updated} is before created_at {created}")
+    return Item(record["id"], name, qty, version, created, updated)
 
 
 _EVENT_FIELDS = set(Event.__slots__)
@@ -244,21 +246,22 @@ def _event(record: dict[str, Any]) -> tuple[str, Event]:
     if not isinstance(fields, dict):
         raise ValueError("event must be an object")
     _exact_fields(fields, _EVENT_FIELDS)
-    for name in ("seq", "version", "qty", "delta"):
-        if type(fields[name]) is not int or abs(fields[name]) > QTY_MAX:
-            raise ValueError(f"event {name} must be an integer within ±{QTY_MAX}")
+    for name, least in (("seq", 1), ("version", 1), ("qty", 0), ("delta", -QTY_MAX)):
+        if type(fields[name]) is not int or not least <= fields[name] <= QTY_MAX:
+            raise ValueError(f"event {name} must be an integer from {least} to {QTY_MAX}")
     if fields["type"] not in ("created", "updated", "adjusted", "deleted"):
         raise ValueError("event type must be created, updated, adjusted or deleted")
     _text(fields["name"], "event name")
     if fields["reason"] is not None:
         _text(fields["reason"], "event reason")
-    if fields["key_id"] is not None and not re.fullmatch(r"[0-9a-f]{16}", str(fields["key_id"])):
-        raise ValueError("event key_id must be 16 hex digits or null")
-    for name in ("request_id", "batch_id"):
-        if fields[name] is not None and not re.fullmatch(
-            r"[A-Za-z0-9._-]{1,128}", str(fields[name])
-        ):
-            raise ValueError(f"event {name} is malformed")
+    for name, form in (
+        ("key_id", r"[0-9a-f]{16}"),
+        ("request_id", r"[A-Za-z0-9._-]{1,128}"),
+        ("batch_id", r"[A-Za-z0-9._-]{1,128}"),
+    ):
+        value = fields[name]
+        if value is not None and not (isinstance(value, str) and re.fullmatch(form, value)):
+            raise ValueError(f"event {name} must be null or match {form}")
     _uuid(fields["item_id"])
     return _tenant(record["tenant"]), Event(**{**fields, "at": _timestamp(fields["at"])})
 

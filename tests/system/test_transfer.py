@@ -326,6 +326,16 @@ def test_import_into_the_other_backend_reproduces_every_item_and_key_and_old_key
         server.stop()
 
 
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_help_says_that_an_export_file_carries_credentials(command: str) -> None:
+    helped = run_inventory(command, "--help")
+
+    assert helped.returncode == 0, helped.stderr
+    text = " ".join(helped.stdout.split())
+    assert "An export file carries credentials" in text, text
+    assert "as a secret" in text, text
+
+
 def test_the_readme_pipe_moves_a_sqlite_database_to_postgresql(
     tmp_path: Path, fresh_postgres: PostgresDatabase
 ) -> None:
@@ -426,7 +436,7 @@ def test_import_into_a_database_that_is_not_empty_is_refused_and_writes_nothing(
 
 
 def test_a_record_the_database_cannot_hold_refuses_the_whole_import(database: Database) -> None:
-    """The parser lets a version of 2**63 through; the database must not keep half an import."""
+    """A version of 2**63 (past what the service can ever change) is refused by its line."""
     migrate(database)
     before = db.snapshot(database)
     records = [*valid_export(), item_record("acme", "Huge", version=2**63)]
@@ -484,6 +494,15 @@ INVALID_EXPORTS: dict[str, tuple[Callable[[Records], Records], int]] = {
     "extra-field-in-key": (_set(2, "secret", "inv_0000000000000000_x"), 2),
     "impossible-timestamp": (_set(3, "updated_at", "2024-13-45T25:61:61.000000Z"), 3),
     "blank-line-before-a-bad-record": (_blank_line_then_bad_qty, 6),
+    # every rule the service applies, applied before writing (issue 11)
+    "tenant-with-nul": (_set(3, "tenant", "ac\u0000me"), 3),
+    "key-tenant-with-nul": (_set(2, "tenant", "ac\u0000me"), 2),
+    "version-2-to-the-53": (_set(5, "version", QTY_MAX + 1), 5),
+    "version-2-to-the-63-minus-1": (_set(5, "version", 2**63 - 1), 5),
+    "version-zero": (_set(5, "version", 0), 5),
+    "updated-before-created": (_set(3, "updated_at", "2024-01-02T03:04:05.000005Z"), 3),
+    "revoked-before-created": (_set(2, "revoked_at", "2024-01-01T00:00:00.000000Z"), 2),
+    "key-id-not-a-string": (_set(2, "id", 1234567890123456), 2),
 }
 
 
@@ -503,6 +522,28 @@ def test_an_invalid_export_is_refused_naming_its_line_and_writes_nothing(
     assert "nothing imported" in imported.stderr
     assert "Traceback" not in imported.stderr
     assert names_line(imported.stderr, line), imported.stderr
+    assert db.snapshot(database) == before
+
+
+@pytest.mark.parametrize(
+    "case", ["tenant-with-nul", "version-2-to-the-53", "updated-before-created"]
+)
+def test_a_record_the_service_would_refuse_is_refused_by_either_backend_before_writing(
+    database: Database, case: str
+) -> None:
+    """On PostgreSQL too (where a NUL in a tenant once reached the driver as a traceback)."""
+    migrate(database)
+    before = db.snapshot(database)
+    mutate, line = INVALID_EXPORTS[case]
+    text = jsonl(mutate(copy.deepcopy(valid_export())))
+
+    imported = run_inventory("import", "--database", url_of(database), stdin=text)
+
+    assert imported.returncode != 0
+    assert "nothing imported" in imported.stderr, imported.stderr
+    assert "Traceback" not in imported.stderr, imported.stderr
+    assert names_line(imported.stderr, line), imported.stderr
+    assert "end record" not in imported.stderr, "a bad record is not also a miscount"
     assert db.snapshot(database) == before
 
 

@@ -15,10 +15,12 @@ must be there).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -362,6 +364,57 @@ def test_sigint_to_the_main_process_alone_stops_every_worker(
         stopped = eventually(lambda: not serve.remaining(), STOP_SECONDS)
         still_running = sorted(serve.remaining())
     assert stopped, f"{STOP_SECONDS} s after SIGINT to {serve.pid}, still running: {still_running}"
+    assert "Traceback" not in serve.stderr()
+
+
+def test_sigkill_of_the_main_process_stops_every_worker_and_frees_the_port(
+    fresh_postgres: PostgresDatabase, tmp_path: Path
+) -> None:
+    """No orphan keeps serving: a new server (without SO_REUSEPORT) can bind the port."""
+    with ServedWorkers(fresh_postgres.url, tmp_path) as serve:
+        os.kill(serve.pid, signal.SIGKILL)  # the main process alone, as the OOM killer would
+        serve.process.wait(timeout=STOP_SECONDS)
+        stopped = eventually(lambda: not serve.remaining(), STOP_SECONDS)
+        still_running = sorted(serve.remaining())
+        assert stopped, f"{STOP_SECONDS} s after SIGKILL to {serve.pid}: {still_running} run"
+        with socket.create_server(("127.0.0.1", serve.port)):  # EADDRINUSE if any listens
+            pass
+    assert "Traceback" not in serve.stderr()
+
+
+def exit_logs(stderr: str, pid: int) -> list[dict[str, Any]]:
+    """The JSON log lines of ``stderr`` that report the exit of worker ``pid``."""
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [r for r in records if r.get("worker") == pid and "exitcode" in r]
+
+
+def test_a_worker_killed_by_sigkill_is_logged_and_replaced_and_requests_keep_succeeding(
+    fresh_postgres: PostgresDatabase, tmp_path: Path
+) -> None:
+    token = add_key(fresh_postgres.url, "acme", "writer")
+    with ServedWorkers(fresh_postgres.url, tmp_path) as serve:
+        victim, survivor = serve.workers
+        os.kill(victim, signal.SIGKILL)
+
+        def newcomers() -> set[int] | None:
+            found = listeners(serve.port, children(serve.pid))
+            return found - {survivor} if found - {victim, survivor} and survivor in found else None
+
+        [newcomer] = wait_until(newcomers, 30, "a new worker listens in place of the killed one")
+        for number in range(20):  # a new connection each: the kernel spreads them over both
+            with ContractClient(serve.url, token) as client:
+                created = client.post("/items", json={"name": f"N{number}", "qty": 1}, timeout=30)
+                assert created.status_code == 201, created.text
+        assert len(db.items(fresh_postgres)) == 20
+        [logged] = exit_logs(serve.stderr(), victim)
+        assert logged["exitcode"] == -signal.SIGKILL, logged
+        serve.process.send_signal(signal.SIGTERM)  # the replacement stops with the rest
+        returncode = serve.process.wait(timeout=STOP_SECONDS)
+        stopped = eventually(
+            lambda: not serve.remaining() and not is_running(newcomer), STOP_SECONDS
+        )
+        assert stopped, sorted(serve.remaining() | {newcomer})
+    assert returncode == 0, serve.stderr()
     assert "Traceback" not in serve.stderr()
 
 
