@@ -9,13 +9,16 @@ have finished, on shutdown. Every response carries its request's id
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from service.http.handlers import HANDLERS
 from service.http.middleware import problem_middleware
 from service.http.observe import request_id_middleware
+from service.http.parse_errors import MAX_HEADER_BYTES, ProblemServer
 from service.http.routing import STORE, bind
 from service.http.spec import load_document, load_operations
 from service.http.validation import MAX_BODY_BYTES
@@ -26,12 +29,11 @@ log = logging.getLogger("inventory")
 
 def create_app(database_url: str) -> web.Application:
     """The service for the database at ``database_url``."""
-    app = web.Application(
+    app = _Application(
         middlewares=[request_id_middleware, problem_middleware],
         client_max_size=MAX_BODY_BYTES,
-        # aiohttp's parser answers over-long header lines itself, in plain text; let headers
-        # up to the body limit through so that the contract (401, 400) answers them instead.
-        handler_args={"max_field_size": MAX_BODY_BYTES, "max_line_size": MAX_BODY_BYTES},
+        # aiohttp's defaults, stated: what its parser rejects is answered by ProblemServer.
+        handler_args={"max_field_size": MAX_HEADER_BYTES, "max_line_size": MAX_HEADER_BYTES},
     )
     bind(app, load_operations(load_document()), HANDLERS)
 
@@ -45,3 +47,15 @@ def create_app(database_url: str) -> web.Application:
 
     app.cleanup_ctx.append(store_context)
     return app
+
+
+with warnings.catch_warnings():  # aiohttp discourages subclassing; this is the one hook there is
+    warnings.simplefilter("ignore", DeprecationWarning)
+
+    class _Application(web.Application):
+        """An application whose connections answer parser errors as problems (``ProblemServer``)."""
+
+        def _make_handler(self, **kwargs: Any) -> web.Server:
+            server = super()._make_handler(**kwargs)
+            server.__class__ = ProblemServer  # adds behaviour only: no state of its own
+            return server

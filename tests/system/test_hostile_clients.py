@@ -1,0 +1,118 @@
+"""Hostile clients against the real ``inventory serve``: nothing they send is echoed or logged,
+and the memory they can pin with unfinished headers is bounded.
+
+Each malformed request is sent as raw bytes on its own connection; its answer must be a short
+problem+json without the request's bytes, and the server's log (its stderr) must never hold
+the secret the request carried, only a line naming the kind of error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.processes import ServedProcess, run_inventory
+
+SECRET = "inv_0123456789abcdef_" + "S" * 43
+SECRET_MARK = "SSSSSSSSSSSSSSSS"
+"""Part of the secret: found in a log or an answer, some of the secret leaked."""
+HOSTILE_REQUESTS = {
+    "an Authorization line ending in CR": (
+        f"GET /items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\r\n\r\n".encode()
+    ),
+    "an Authorization line with DEL": (
+        f"GET /items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\x7f\r\n\r\n".encode()
+    ),
+    "an Authorization line with NUL": (
+        f"GET /items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \x00{SECRET}\r\n\r\n".encode()
+    ),
+    "a malformed request line": f"GET /items?{SECRET} HTTP/1.1 x\r\nHost: x\r\n\r\n".encode(),
+    "a request line that is no HTTP": f"{SECRET}\r\n\r\n".encode(),
+    "a 10 KB Authorization header": (
+        f"GET /items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}{'A' * 10240}\r\n\r\n"
+    ).encode(),
+    "a short Content-Length with a body": (
+        "POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f'Content-Length: 2\r\n\r\n{{}}{{"name": "{SECRET}", "qty": 1}}'
+    ).encode(),
+}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProcess]:
+    directory = tmp_path_factory.mktemp("hostile")
+    with ServedProcess(directory, "--database", str(directory / "inventory.db")) as server:
+        yield server
+
+
+def raw_exchange(server: ServedProcess, data: bytes) -> bytes:
+    """Send ``data`` as it is on a new connection; everything that comes back until it closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(data)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+def last_answer(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    """The status, headers and body of the last response in ``answer``."""
+    start = [m.start() for m in re.finditer(rb"HTTP/1\.[01] \d{3} ", answer)][-1]
+    head, _, body = answer[start:].partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (h.partition(":") for h in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize("case", HOSTILE_REQUESTS)
+def test_a_malformed_request_gets_a_short_problem_and_no_byte_of_it_is_echoed_or_logged(
+    served: ServedProcess, case: str
+) -> None:
+    answer = raw_exchange(served, HOSTILE_REQUESTS[case])
+
+    status, headers, body = last_answer(answer)
+    assert SECRET_MARK.encode() not in answer, answer[:2000]
+    assert 400 <= status < 500, answer[:2000]
+    assert headers["content-type"].startswith("application/problem+json"), answer[:2000]
+    assert len(body) < 1000
+    problem = json.loads(body)
+    assert problem["status"] == status
+    assert problem["request_id"] == headers["x-request-id"]
+    log = served.stderr()
+    assert SECRET_MARK not in log
+    assert "Traceback" not in log
+
+
+def test_each_rejection_by_the_parser_is_one_log_line_naming_its_kind(
+    served: ServedProcess,
+) -> None:
+    raw_exchange(served, HOSTILE_REQUESTS["an Authorization line with NUL"])
+    raw_exchange(served, HOSTILE_REQUESTS["a 10 KB Authorization header"])
+
+    lines = [json.loads(line) for line in served.stderr().splitlines() if line.startswith("{")]
+    kinds = [line.get("error") for line in lines if line["message"].startswith("request rejected")]
+    assert {"InvalidHeader", "LineTooLong"} <= set(kinds) or "BadHttpMessage" in kinds, kinds
+    assert all(re.fullmatch(r"\w+", kind or "") for kind in kinds), kinds
+    assert SECRET_MARK not in served.stderr()
+
+
+def test_a_valid_key_in_an_over_long_authorization_header_is_refused_and_never_logged(
+    served: ServedProcess,
+) -> None:
+    created = run_inventory(
+        "keys", "create", "--tenant", "acme", "--role", "writer",
+        "--database", str(served.cwd / "inventory.db"),
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    request = f"GET /items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}{' ' * 9000}x\r\n\r\n"
+
+    answer = raw_exchange(served, request.encode())
+
+    assert last_answer(answer)[0] == 400
+    assert key.encode() not in answer
+    assert key.split("_")[2] not in served.stderr()
