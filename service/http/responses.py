@@ -42,6 +42,9 @@ STATUS: Mapping[type[Problem], int] = {
     UnsupportedMediaType: 415,
 }
 """The status of each kind of problem; any other (``Problem`` itself) is a 500."""
+MAX_ERRORS = 20
+"""A 400 lists at most this many errors, then counts the rest (``more``): thousands of unknown
+fields must not make an answer of hundreds of kilobytes."""
 
 
 def json_response(
@@ -85,7 +88,10 @@ def _problem_document(problem: Problem, status: int, request_id: str) -> dict[st
         "request_id": request_id,
     }
     if isinstance(problem, ValidationFailed):
-        document["errors"] = [{"field": e.field, "message": e.message} for e in problem.errors]
+        shown = problem.errors[:MAX_ERRORS]
+        document["errors"] = [{"field": e.field, "message": e.message} for e in shown]
+        if len(problem.errors) > MAX_ERRORS:
+            document["more"] = len(problem.errors) - MAX_ERRORS
     return document
 
 

@@ -546,6 +546,22 @@ def test_a_request_with_several_bad_fields_names_every_one(
     ledger.assert_unchanged()
 
 
+def test_thousands_of_unknown_fields_get_the_first_20_and_a_count(
+    module_writer: ContractClient, existing: str, ledger: Ledger
+) -> None:
+    members = b",".join(b'"f%d":1' % n for n in range(5400))
+    body = b'{"name":"x","qty":1,' + members + b"}"
+    assert len(body) < MAX_BODY
+
+    response = send(module_writer, "POST", "/items", body)
+
+    problem = assert_rejected(response, 400)
+    assert len(problem["errors"]) == 20
+    assert problem["more"] == 5400 - 20
+    assert len(response.content) < 4096
+    ledger.assert_unchanged()
+
+
 def test_bad_query_parameters_are_all_named(module_writer: ContractClient, ledger: Ledger) -> None:
     response = send(module_writer, "GET", "/items?limit=0&cursor=!!!", content_type=None)
 
