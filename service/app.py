@@ -25,6 +25,7 @@ from service.http.validation import MAX_BODY_BYTES
 from service.store import is_postgres, open_store
 
 log = logging.getLogger("inventory")
+LINGER_SECONDS = 1.0
 
 
 def create_app(database_url: str) -> web.Application:
@@ -33,7 +34,13 @@ def create_app(database_url: str) -> web.Application:
         middlewares=[request_id_middleware, problem_middleware],
         client_max_size=MAX_BODY_BYTES,
         # aiohttp's defaults, stated: what its parser rejects is answered by ProblemServer.
-        handler_args={"max_field_size": MAX_HEADER_BYTES, "max_line_size": MAX_HEADER_BYTES},
+        # A body left unread after an answer (a 401, a 408) is drained for LINGER_SECONDS at
+        # most, not aiohttp's 10 s: a trickling client does not hold its connection open.
+        handler_args={
+            "max_field_size": MAX_HEADER_BYTES,
+            "max_line_size": MAX_HEADER_BYTES,
+            "lingering_time": LINGER_SECONDS,
+        },
     )
     bind(app, load_operations(load_document()), HANDLERS)
 

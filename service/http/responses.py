@@ -22,6 +22,7 @@ from service.problems import (
     PreconditionFailed,
     Problem,
     QuantityOutOfRange,
+    RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -37,6 +38,7 @@ STATUS: Mapping[type[Problem], int] = {
     MethodNotAllowed: 405,
     NameTaken: 409,
     QuantityOutOfRange: 409,
+    RequestTimeout: 408,
     PreconditionFailed: 412,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
@@ -71,12 +73,15 @@ def item_response(
 def problem_response(problem: Problem, request_id: str) -> web.Response:
     """The problem+json response for ``problem``, in the request ``request_id``."""
     status = STATUS.get(type(problem), 500)
-    return web.Response(
+    response = web.Response(
         status=status,
         body=_json_bytes(_problem_document(problem, status, request_id)),
         content_type="application/problem+json",
         headers=_problem_headers(problem),
     )
+    if isinstance(problem, RequestTimeout):
+        response.force_close()  # the rest of the body is not worth waiting for
+    return response
 
 
 def _problem_document(problem: Problem, status: int, request_id: str) -> dict[str, object]:
