@@ -18,7 +18,7 @@ from aiohttp import web
 from service.http.handlers import HANDLERS
 from service.http.middleware import problem_middleware
 from service.http.observe import request_id_middleware
-from service.http.parse_errors import MAX_HEADER_BYTES, ProblemServer
+from service.http.parse_errors import MAX_HEADER_BYTES, MAX_HEADERS, ProblemServer
 from service.http.routing import STORE, bind
 from service.http.spec import load_document, load_operations
 from service.http.validation import MAX_BODY_BYTES
@@ -39,6 +39,7 @@ def create_app(database_url: str) -> web.Application:
         handler_args={
             "max_field_size": MAX_HEADER_BYTES,
             "max_line_size": MAX_HEADER_BYTES,
+            "max_headers": MAX_HEADERS,
             "lingering_time": LINGER_SECONDS,
         },
     )

@@ -8,13 +8,19 @@ the secret the request carried, only a line naming the kind of error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+import requests
 
+from service.http.parse_errors import MAX_HEADER_BYTES, MAX_HEADERS
 from tests.support.processes import ServedProcess, run_inventory
 
 SECRET = "inv_0123456789abcdef_" + "S" * 43
@@ -34,6 +40,11 @@ HOSTILE_REQUESTS = {
     "a request line that is no HTTP": f"{SECRET}\r\n\r\n".encode(),
     "a 10 KB Authorization header": (
         f"GET /items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}{'A' * 10240}\r\n\r\n"
+    ).encode(),
+    "one header too many": (
+        "GET /items HTTP/1.1\r\nHost: x\r\n"
+        + "".join(f"X-{n}: {n}\r\n" for n in range(MAX_HEADERS - 1))
+        + f"Authorization: Bearer {SECRET}\r\n\r\n"
     ).encode(),
     "a short Content-Length with a body": (
         "POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -116,3 +127,43 @@ def test_a_valid_key_in_an_over_long_authorization_header_is_refused_and_never_l
     assert last_answer(answer)[0] == 400
     assert key.encode() not in answer
     assert key.split("_")[2] not in served.stderr()
+
+
+# --- memory pinned by unfinished headers ---------------------------------------------------
+
+CONNECTIONS = 150
+HEADER_LINES = MAX_HEADERS - 1
+"""Per connection: as many header lines as allowed (Host is one), each just under the
+8190-byte limit, and no end to them."""
+MAX_GROWTH_BYTES = 150 * 1024 * 1024
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of process ``pid`` (VmRSS in /proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.MULTILINE)
+    assert match is not None, status
+    return int(match.group(1)) * 1024
+
+
+def unfinished_request(port: int) -> socket.socket:
+    """A connection that has sent HEADER_LINES long header lines and not the end of them."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    line = b"X-Padding: " + b"p" * (MAX_HEADER_BYTES - 200) + b"\r\n"
+    connection.sendall(b"GET /items HTTP/1.1\r\nHost: x\r\n" + line * HEADER_LINES)
+    return connection
+
+
+def test_unfinished_headers_of_many_connections_pin_bounded_memory(tmp_path: Path) -> None:
+    with ServedProcess(tmp_path, "--database", str(tmp_path / "inventory.db")) as server:
+        before = rss_bytes(server.pid)
+        with contextlib.ExitStack() as connections:
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                for opened in pool.map(unfinished_request, [server.port] * CONNECTIONS):
+                    connections.enter_context(opened)
+            time.sleep(1)  # let the server read what the kernel still holds
+            grown = rss_bytes(server.pid) - before
+            healthz = requests.get(f"{server.url}/healthz", timeout=10)
+
+        assert healthz.status_code == 200
+        assert grown < MAX_GROWTH_BYTES, f"RSS grew by {grown / 2**20:.0f} MiB"
