@@ -35,13 +35,19 @@ _WHY: tuple[tuple[type[Exception], str], ...] = (
     (parser.BadStatusLine, "the request line is malformed"),
     (parser.InvalidURLError, "the request target is malformed"),
     (parser.PayloadEncodingError, "the body's framing or encoding is malformed"),
-    (parser.BadHttpMessage, f"it has more than {MAX_HEADERS} headers, or is not well-formed HTTP"),
 )
+
+
+_TOO_MANY_HEADERS = "Too many headers received"
+"""aiohttp's own words (no request bytes) for a request over ``max_headers``."""
+_NOT_HTTP = "it is not well-formed HTTP (a control character in a header, broken framing)"
 
 
 def problem_for(error: BaseException | None) -> ValidationFailed:
     """The 400 for a request the parser rejected with ``error``; never quoting its bytes."""
-    why = next((why for kind, why in _WHY if isinstance(error, kind)), "it is not well-formed HTTP")
+    why = next((why for kind, why in _WHY if isinstance(error, kind)), _NOT_HTTP)
+    if isinstance(error, parser.BadHttpMessage) and error.message == _TOO_MANY_HEADERS:
+        why = f"it has more than {MAX_HEADERS} header fields"
     return ValidationFailed(f"the request is malformed: {why}", [])
 
 
@@ -61,8 +67,11 @@ class ProblemRequestHandler(RequestHandler):
             raise ConnectionError("the response has started; no error answer can follow")
         kind = type(exc).__name__ if exc is not None else f"status {status}"
         problem = problem_for(exc) if status == 400 else Problem("the request could not be served")
-        log.warning("request rejected: %s", kind, extra={"error": kind, "status": status})
         request_id = request_id_of(request)
+        log.warning(
+            "request rejected: %s", kind,
+            extra={"error": kind, "status": status, "request_id": request_id},
+        )  # fmt: skip
         response = problem_response(problem, request_id)
         response.headers[HEADER] = request_id
         response.force_close()
