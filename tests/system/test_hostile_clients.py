@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 import requests
 
 from service.http.parse_errors import MAX_HEADER_BYTES, MAX_HEADERS
+from service.http.validation import BODY_SECONDS
 from tests.support.processes import ServedProcess, run_inventory
 
 SECRET = "inv_0123456789abcdef_" + "S" * 43
@@ -172,3 +174,28 @@ def test_unfinished_headers_of_many_connections_pin_bounded_memory(tmp_path: Pat
 
         assert healthz.status_code == 200
         assert grown < MAX_GROWTH_BYTES, f"RSS grew by {grown / 2**20:.0f} MiB"
+
+
+def test_a_trickling_body_gets_408_and_does_not_hold_up_shutdown(tmp_path: Path) -> None:
+    database = str(tmp_path / "inventory.db")
+    with ServedProcess(tmp_path, "--database", database) as server:
+        created = run_inventory(
+            "keys", "create", "--tenant", "acme", "--role", "writer", "--database", database
+        )
+        assert created.returncode == 0, created.stderr
+        head = (
+            "POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 1000\r\nAuthorization: Bearer {created.stdout.strip()}\r\n\r\n{{"
+        )
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
+            connection.sendall(head.encode())
+            time.sleep(0.5)
+            started = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            answer = connection.recv(65536)
+            code = server.process.wait(timeout=20)
+            stopped = time.monotonic() - started
+
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert code == 0
+    assert stopped < BODY_SECONDS + 3
