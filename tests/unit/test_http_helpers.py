@@ -264,3 +264,11 @@ def test_a_parser_rejection_is_a_400_that_names_its_kind_and_quotes_nothing(
     assert said in problem.detail
     assert "SECRET" not in problem.detail
     assert STATUS[type(problem)] == 400
+
+
+def test_every_operation_that_takes_a_body_documents_the_408_of_a_slow_one() -> None:
+    paths = load_document()["paths"]
+    operations = [op for item in paths.values() for op in item.values() if "operationId" in op]
+    with_body = [op for op in operations if "requestBody" in op]
+    assert len(with_body) >= 4
+    assert [op["operationId"] for op in with_body if "408" not in op["responses"]] == []
