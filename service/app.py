@@ -9,29 +9,39 @@ have finished, on shutdown. Every response carries its request's id
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from service.http.handlers import HANDLERS
 from service.http.middleware import problem_middleware
 from service.http.observe import request_id_middleware
+from service.http.parse_errors import MAX_HEADER_BYTES, MAX_HEADERS, ProblemServer
 from service.http.routing import STORE, bind
 from service.http.spec import load_document, load_operations
 from service.http.validation import MAX_BODY_BYTES
 from service.store import is_postgres, open_store
 
 log = logging.getLogger("inventory")
+LINGER_SECONDS = 1.0
 
 
 def create_app(database_url: str) -> web.Application:
     """The service for the database at ``database_url``."""
-    app = web.Application(
+    app = _Application(
         middlewares=[request_id_middleware, problem_middleware],
         client_max_size=MAX_BODY_BYTES,
-        # aiohttp's parser answers over-long header lines itself, in plain text; let headers
-        # up to the body limit through so that the contract (401, 400) answers them instead.
-        handler_args={"max_field_size": MAX_BODY_BYTES, "max_line_size": MAX_BODY_BYTES},
+        # aiohttp's defaults, stated: what its parser rejects is answered by ProblemServer.
+        # A body left unread after an answer (a 401, a 408) is drained for LINGER_SECONDS at
+        # most, not aiohttp's 10 s: a trickling client does not hold its connection open.
+        handler_args={
+            "max_field_size": MAX_HEADER_BYTES,
+            "max_line_size": MAX_HEADER_BYTES,
+            "max_headers": MAX_HEADERS,
+            "lingering_time": LINGER_SECONDS,
+        },
     )
     bind(app, load_operations(load_document()), HANDLERS)
 
@@ -45,3 +55,15 @@ def create_app(database_url: str) -> web.Application:
 
     app.cleanup_ctx.append(store_context)
     return app
+
+
+with warnings.catch_warnings():  # aiohttp discourages subclassing; this is the one hook there is
+    warnings.simplefilter("ignore", DeprecationWarning)
+
+    class _Application(web.Application):
+        """An application whose connections answer parser errors as problems (``ProblemServer``)."""
+
+        def _make_handler(self, **kwargs: Any) -> web.Server:
+            server = super()._make_handler(**kwargs)
+            server.__class__ = ProblemServer  # adds behaviour only: no state of its own
+            return server

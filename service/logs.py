@@ -6,8 +6,9 @@ its id: the HTTP layer sets ``REQUEST_ID`` for the request's task (from
 ``service.http.request_ids``), and a filter copies it onto every record logged there.
 Structured fields are passed as ``extra={...}``: JSON lines carry them as keys, text lines
 as ``key=value`` after the message. What is never logged: a key's secret, an
-``Authorization`` header, a body; aiohttp's report of a request it could not parse has its
-exception (which quotes the request's bytes) cut down to the exception's class name.
+``Authorization`` header, a body. A request aiohttp's parser rejects is logged in one line
+naming the error's kind (``service.http.parse_errors``); any other aiohttp record with an
+exception (which may quote the request's bytes) has it cut down to the class name.
 """
 
 from __future__ import annotations

@@ -115,6 +115,13 @@ class PayloadTooLarge(Problem):
     title = "Payload too large"
 
 
+class RequestTimeout(Problem):
+    """The request's body did not arrive in time."""
+
+    kind = "request-timeout"
+    title = "Request timeout"
+
+
 class UnsupportedMediaType(Problem):
     """The request body is not declared as UTF-8 ``application/json``."""
 

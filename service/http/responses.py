@@ -22,6 +22,7 @@ from service.problems import (
     PreconditionFailed,
     Problem,
     QuantityOutOfRange,
+    RequestTimeout,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -37,11 +38,15 @@ STATUS: Mapping[type[Problem], int] = {
     MethodNotAllowed: 405,
     NameTaken: 409,
     QuantityOutOfRange: 409,
+    RequestTimeout: 408,
     PreconditionFailed: 412,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
 }
 """The status of each kind of problem; any other (``Problem`` itself) is a 500."""
+MAX_ERRORS = 20
+"""A 400 lists at most this many errors, then counts the rest (``more``): thousands of unknown
+fields must not make an answer of hundreds of kilobytes."""
 
 
 def json_response(
@@ -68,12 +73,15 @@ def item_response(
 def problem_response(problem: Problem, request_id: str) -> web.Response:
     """The problem+json response for ``problem``, in the request ``request_id``."""
     status = STATUS.get(type(problem), 500)
-    return web.Response(
+    response = web.Response(
         status=status,
         body=_json_bytes(_problem_document(problem, status, request_id)),
         content_type="application/problem+json",
         headers=_problem_headers(problem),
     )
+    if isinstance(problem, RequestTimeout):
+        response.force_close()  # the rest of the body is not worth waiting for
+    return response
 
 
 def _problem_document(problem: Problem, status: int, request_id: str) -> dict[str, object]:
@@ -85,7 +93,10 @@ def _problem_document(problem: Problem, status: int, request_id: str) -> dict[st
         "request_id": request_id,
     }
     if isinstance(problem, ValidationFailed):
-        document["errors"] = [{"field": e.field, "message": e.message} for e in problem.errors]
+        shown = problem.errors[:MAX_ERRORS]
+        document["errors"] = [{"field": e.field, "message": e.message} for e in shown]
+        if len(problem.errors) > MAX_ERRORS:
+            document["more"] = len(problem.errors) - MAX_ERRORS
     return document
 
 

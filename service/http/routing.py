@@ -42,7 +42,13 @@ def bind(
         # match any segment, so that the contract's schema, not the router, judges it (400).
         path = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", op.path)
         handler = handlers[op.operation_id]
-        app.router.add_route(op.method, path, _endpoint(Arguments.of(op, handler), handler))
+        endpoint = _endpoint(Arguments.of(op, handler), handler)
+        app.router.add_route(op.method, path, endpoint, expect_handler=_continue_later)
+
+
+async def _continue_later(request: web.Request) -> None:
+    """No ``100 Continue`` before the endpoint has authenticated the caller and checked the
+    declared size: ``validation`` sends it just before reading the body."""
 
 
 def _endpoint(arguments: Arguments, handler: Handler) -> Endpoint:

@@ -17,20 +17,31 @@ needs one. A handler and its operation that do not correspond stop the service a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import jsonschema_rs
-from aiohttp import web
+from aiohttp import HttpVersion11, web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from model.invariants import FieldError, InvariantViolation, pointer
 from service.http.request_ids import HEADER
 from service.http.spec import Operation, Parameter, SpecMismatch, Validator
-from service.problems import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from service.problems import (
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 MAX_BODY_BYTES = 64 * 1024
+BODY_SECONDS = 5.0
+"""How long a body may take to arrive once its headers have been accepted: a client that
+trickles it is answered 408 rather than holding a connection (and shutdown) for minutes."""
 MAX_DEPTH = 32
 """A JSON value nested deeper is refused (400) before validation: no valid body nests past 2,
 and the schema validator gives up at about 256 levels with an error, not an answer."""
@@ -147,11 +158,37 @@ async def _read_body(request: web.Request) -> Any:
         raise UnsupportedMediaType("send the body as Content-Type: application/json (UTF-8)")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+    await _send_continue(request)
+    return decode_json(await _read_raw(request))
+
+
+async def _send_continue(request: web.Request) -> None:
+    """``100 Continue`` for a client that waits for it: only now that the caller is
+    authenticated and the declared size is allowed (routing's expect handler sends none)."""
+    expect = request.headers.get("Expect", "").lower()
+    if request.version == HttpVersion11 and expect == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
+
+
+async def _read_raw(request: web.Request) -> bytes:
+    """The body's bytes, decoded as its Content-Encoding says, within BODY_SECONDS."""
     try:
-        raw = await request.read()
+        async with asyncio.timeout(BODY_SECONDS):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes") from None
-    return decode_json(raw)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {BODY_SECONDS:g} seconds") from None
+    except (RequestPayloadError, ContentEncodingError) as error:
+        raise _bad_body(_unreadable(error)) from None
+
+
+def _unreadable(error: Exception) -> str:
+    """Why a body could not be read, never quoting it."""
+    if isinstance(error, ContentEncodingError) or isinstance(error.__cause__, ContentEncodingError):
+        return "the body does not decode as its Content-Encoding says"
+    return "the body's framing is broken"
 
 
 def decode_json(raw: bytes) -> Any:

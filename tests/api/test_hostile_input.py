@@ -19,6 +19,9 @@ needs one snapshot per test.
 from __future__ import annotations
 
 import gzip
+import json
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +30,14 @@ import pytest
 import requests
 
 from model.invariants import QTY_MAX
+from service.http import validation
 from tests.support import db
 from tests.support.contract import ContractClient, check_response
 from tests.support.db import Database
 from tests.support.problems import (
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
+    REQUEST_TIMEOUT,
     UNSUPPORTED_MEDIA_TYPE,
     VALIDATION,
     error_fields,
@@ -480,6 +485,28 @@ def test_the_media_type_is_checked_before_the_size_and_the_size_before_the_conte
     each_target(TARGETS, check, existing, ledger)
 
 
+BROKEN_ENCODINGS = {
+    "gzip-header-then-garbage": (gzip.compress(b'{"name":"a","qty":1}')[:10] + b"garbage!", "gzip"),
+    "deflate-garbage": (b"\x78\x9c" + b"not deflate at all", "deflate"),
+    "gzip-plain-json": (b'{"name":"a","qty":1}', "gzip"),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding"), BROKEN_ENCODINGS.values(), ids=BROKEN_ENCODINGS.keys()
+)
+def test_a_body_that_does_not_decode_as_its_content_encoding_is_400(
+    module_writer: ContractClient, existing: str, ledger: Ledger, body: bytes, encoding: str
+) -> None:
+    def check(target: Target, path: str) -> None:
+        headers = {"Content-Encoding": encoding}
+        sent = send(module_writer, target.method, path, body, headers=headers)
+        problem = assert_rejected(sent, 400, WHOLE_BODY)
+        assert "Content-Encoding" in problem["detail"], problem
+
+    each_target(TARGETS, check, existing, ledger)
+
+
 # --- fields that do not belong -------------------------------------------------------
 
 UNKNOWN_FIELDS = {
@@ -543,6 +570,22 @@ def test_a_request_with_several_bad_fields_names_every_one(
     problem = assert_rejected(send(module_writer, target.method, target.url(existing), body), 400)
 
     assert named <= error_fields(problem), problem["errors"]
+    ledger.assert_unchanged()
+
+
+def test_thousands_of_unknown_fields_get_the_first_20_and_a_count(
+    module_writer: ContractClient, existing: str, ledger: Ledger
+) -> None:
+    members = b",".join(b'"f%d":1' % n for n in range(5400))
+    body = b'{"name":"x","qty":1,' + members + b"}"
+    assert len(body) < MAX_BODY
+
+    response = send(module_writer, "POST", "/items", body)
+
+    problem = assert_rejected(response, 400)
+    assert len(problem["errors"]) == 20
+    assert problem["more"] == 5400 - 20
+    assert len(response.content) < 4096
     ledger.assert_unchanged()
 
 
@@ -626,3 +669,92 @@ def test_a_malformed_item_id_is_400_on_every_item_operation(
     except AssertionError as failure:
         failures.append(f"database: {failure}")
     assert not failures, "\n".join(failures)
+
+
+# --- slow bodies and Expect: 100-continue -------------------------------------------------
+
+
+def open_request(server: LiveServer, head: str) -> socket.socket:
+    """A connection on which the request head ``head`` (its lines, CRLF-ended) has been sent."""
+    connection = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    connection.sendall(head.encode() + b"\r\n")
+    return connection
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    answer = b""
+    while chunk := connection.recv(65536):
+        answer += chunk
+    return answer
+
+
+def post_head(authorization: str | None, length: int, *extra: str) -> str:
+    lines = ["POST /items HTTP/1.1", "Host: x", "Content-Type: application/json"]
+    lines += [f"Content-Length: {length}", *extra]
+    lines += [f"Authorization: {authorization}"] if authorization else []
+    return "".join(f"{line}\r\n" for line in lines)
+
+
+def test_a_body_that_trickles_in_gets_408_and_the_connection_is_closed(
+    module_server: LiveServer,
+    module_writer: ContractClient,
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(validation, "BODY_SECONDS", 0.5)
+    body = b'{"name":"trickled","qty":1}'
+    authorization = str(module_writer.headers["Authorization"])
+    with open_request(module_server, post_head(authorization, len(body))) as connection:
+        started = time.monotonic()
+        for byte in body[:5]:
+            connection.sendall(bytes([byte]))
+            time.sleep(0.2)
+        answer = connection.recv(65536)
+        waited = time.monotonic() - started
+        assert read_until_closed(connection) == b""
+
+    head, _, document = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert b"application/problem+json" in head
+    assert json.loads(document)["type"] == REQUEST_TIMEOUT
+    assert waited < 15
+    ledger.assert_unchanged()
+
+
+def test_expect_100_continue_is_answered_401_without_a_key_and_never_continued(
+    module_server: LiveServer, ledger: Ledger
+) -> None:
+    with open_request(module_server, post_head(None, 20, "Expect: 100-continue")) as connection:
+        answer = connection.recv(65536)
+
+    assert answer.startswith(b"HTTP/1.1 401 "), answer
+    assert b"100 Continue" not in answer
+    ledger.assert_unchanged()
+
+
+def test_expect_100_continue_is_answered_413_for_a_body_declared_too_large(
+    module_server: LiveServer, module_writer: ContractClient, ledger: Ledger
+) -> None:
+    authorization = str(module_writer.headers["Authorization"])
+    head = post_head(authorization, MAX_BODY + 1, "Expect: 100-continue")
+    with open_request(module_server, head) as connection:
+        answer = connection.recv(65536)
+
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    ledger.assert_unchanged()
+
+
+def test_expect_100_continue_is_continued_for_a_valid_key_and_the_body_then_read(
+    server: LiveServer, writer: ContractClient
+) -> None:
+    body = b'{"name":"continued","qty":1}'
+    authorization = str(writer.headers["Authorization"])
+    head = post_head(authorization, len(body), "Expect: 100-continue", "Connection: close")
+    with open_request(server, head) as connection:
+        interim = connection.recv(65536)
+        connection.sendall(body)
+        answer = read_until_closed(connection)
+
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert answer.startswith(b"HTTP/1.1 201 "), answer
+    assert writer.get("/items").json()["items"][0]["name"] == "continued"

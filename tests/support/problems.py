@@ -21,6 +21,7 @@ NAME_TAKEN = PREFIX + "name-taken"
 OUT_OF_RANGE = PREFIX + "quantity-out-of-range"
 PRECONDITION_FAILED = PREFIX + "precondition-failed"
 PAYLOAD_TOO_LARGE = PREFIX + "payload-too-large"
+REQUEST_TIMEOUT = PREFIX + "request-timeout"
 UNSUPPORTED_MEDIA_TYPE = PREFIX + "unsupported-media-type"
 
 

@@ -9,7 +9,7 @@ import json
 from typing import Annotated, Any
 
 import pytest
-from aiohttp import web
+from aiohttp import http_exceptions, web
 from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,7 +19,8 @@ from service import problems
 from service.http.conditions import parse_if_match
 from service.http.cursors import decode_cursor, encode_cursor
 from service.http.handlers import HANDLERS
-from service.http.responses import STATUS, problem_response
+from service.http.parse_errors import problem_for
+from service.http.responses import MAX_ERRORS, STATUS, problem_response
 from service.http.spec import Operation, SpecMismatch, load_document, load_operations
 from service.http.validation import (
     MAX_DEPTH,
@@ -222,3 +223,52 @@ def test_a_validation_problem_lists_its_errors() -> None:
     assert json.loads(response.body)["errors"] == [
         {"field": "/qty", "message": "must be an integer"}
     ]
+
+
+def test_a_validation_problem_lists_the_first_20_errors_and_counts_the_rest() -> None:
+    errors = [FieldError(f"/f{n}", "is not a known field") for n in range(MAX_ERRORS + 7)]
+    response = problem_response(ValidationFailed("bad", errors), "req-1")
+    assert isinstance(response.body, bytes)
+    document = json.loads(response.body)
+    assert [e["field"] for e in document["errors"]] == [f"/f{n}" for n in range(MAX_ERRORS)]
+    assert document["more"] == 7
+
+
+def test_a_validation_problem_with_20_errors_or_fewer_counts_none() -> None:
+    errors = [FieldError(f"/f{n}", "is not a known field") for n in range(MAX_ERRORS)]
+    response = problem_response(ValidationFailed("bad", errors), "req-1")
+    assert isinstance(response.body, bytes)
+    assert "more" not in json.loads(response.body)
+
+
+SECRET = "inv_0123456789abcdef_SECRET"
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (http_exceptions.LineTooLong(SECRET.encode(), 8190), "longer than 8190 bytes"),
+        (http_exceptions.InvalidHeader(SECRET.encode()), "a header is malformed"),
+        (http_exceptions.BadStatusLine(SECRET), "the request line is malformed"),
+        (http_exceptions.BadHttpMethod(SECRET), "the request line is malformed"),
+        (http_exceptions.BadHttpMessage("Too many headers received"), "more than 32 header"),
+        (http_exceptions.BadHttpMessage(SECRET), "not well-formed HTTP"),
+        (http_exceptions.TransferEncodingError(SECRET), "framing or encoding"),
+        (None, "not well-formed HTTP"),
+    ],
+)
+def test_a_parser_rejection_is_a_400_that_names_its_kind_and_quotes_nothing(
+    error: Exception | None, said: str
+) -> None:
+    problem = problem_for(error)
+    assert said in problem.detail
+    assert "SECRET" not in problem.detail
+    assert STATUS[type(problem)] == 400
+
+
+def test_every_operation_that_takes_a_body_documents_the_408_of_a_slow_one() -> None:
+    paths = load_document()["paths"]
+    operations = [op for item in paths.values() for op in item.values() if "operationId" in op]
+    with_body = [op for op in operations if "requestBody" in op]
+    assert len(with_body) >= 4
+    assert [op["operationId"] for op in with_body if "408" not in op["responses"]] == []
