@@ -25,6 +25,7 @@ from service import metrics
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import records, shared
+from service.store.faults import Episodes, wait_budget
 from service.store.feed import FeedSignal, follow
 from service.store.protocol import StateReader
 from service.store.records import ApiKey, Author, Event, Item, utc_now
@@ -33,6 +34,18 @@ _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = $1 AND tenant = $2"
 _CHANNEL = "inventory_events"
 _ANY_EVENT = "SELECT 1 FROM events WHERE tenant = $1 AND item_id = $2 LIMIT 1"
+_NO_TIMEOUTS = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"  # migrate, import
+_FAULTS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, int], ...] = (
+    (TimeoutError, "no connection free in time", 1),  # pool acquire (an OSError: first)
+    (asyncpg.TooManyConnectionsError, "connection limit reached", 2),
+    (asyncpg.QueryCanceledError, "statement timeout", 1),  # or an administrator's cancel
+    (asyncpg.LockNotAvailableError, "lock timeout", 1),
+    (asyncpg.ReadOnlySQLTransactionError, "read-only", 5),
+    (asyncpg.InsufficientResourcesError, "out of resources", 5),  # disk full, out of memory
+    (asyncpg.OperatorInterventionError, "shutting down or refusing connections", 2),
+    (asyncpg.PostgresConnectionError, "connection lost", 2),
+    (OSError, "unreachable", 5),
+)
 
 
 def _logged(change: str, kind: str) -> str:
@@ -127,7 +140,11 @@ class PostgresStore(_StateReads):
     @classmethod
     async def open(cls, url: str, max_size: int = 10) -> PostgresStore:
         """Connect a pool and a listener for the feed, and bring the schema up to date."""
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, reset=_keep_session)
+        budget_ms = round(wait_budget() * 1000)
+        timeouts = {"lock_timeout": str(budget_ms), "statement_timeout": str(2 * budget_ms)}
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=max_size, reset=_keep_session, server_settings=timeouts
+        )
         try:
             async with pool.acquire() as db:
                 applied = await migrate(db)
@@ -235,6 +252,7 @@ class PostgresStore(_StateReads):
 
     async def import_state(self, state: records.State) -> None:
         async with self._pool.acquire() as db, db.transaction():
+            await db.execute(_NO_TIMEOUTS)  # a large import takes its time
             await db.execute("LOCK TABLE items, api_keys, events, feeds IN EXCLUSIVE MODE")
             if await db.fetchval(shared.ANY_ROW):
                 raise shared.DatabaseNotEmpty
@@ -271,19 +289,49 @@ def _who(author: Author, reason: str | None) -> tuple[str, str | None, str, str 
     return author.tenant, reason, author.key_id, author.request_id
 
 
+def _fault_of(error: BaseException) -> tuple[str, int] | None:
+    """The kind of database fault ``error`` is and its Retry-After; None for anything else."""
+    if isinstance(error, asyncpg.InterfaceError) and "closed" in str(error):
+        return "connection lost", 2
+    for kinds, kind, retry_after in _FAULTS:
+        if isinstance(error, kinds):
+            return kind, retry_after
+    return None
+
+
+class _CannotConnect(ConnectionError):
+    """The pool could not make a connection (the server refused it: any reason)."""
+
+
 class _TimedPool:
-    """The asyncpg pool, with every wait for a connection timed (``metrics``): each query
-    method takes a connection through ``acquire``, as asyncpg's own do."""
+    """The asyncpg pool, with every wait for a connection timed (``metrics``) and bounded
+    (the wait budget), and every database fault of a request answered as ``Unavailable``:
+    each query method takes a connection through ``acquire``, as asyncpg's own do."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._timeout = wait_budget()
+        self._faults = Episodes("connections", _fault_of)
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        with self._faults.answering():
+            db = await self._take()
+            try:
+                yield db
+            finally:
+                await self._pool.release(db)
+
+    async def _take(self) -> asyncpg.Connection:
         started = time.perf_counter()
-        async with self._pool.acquire() as db:
-            metrics.record_pool_wait(time.perf_counter() - started)
-            yield db
+        try:
+            db = await self._pool.acquire(timeout=self._timeout)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            if _fault_of(error) is not None:
+                raise
+            raise _CannotConnect(f"{type(error).__name__}: {error}") from error
+        metrics.record_pool_wait(time.perf_counter() - started)
+        return db
 
     async def execute(self, query: str, *args: Any) -> Any:
         async with self.acquire() as db:
@@ -325,6 +373,7 @@ async def _keep_session(db: asyncpg.Connection) -> None:
 async def migrate(db: asyncpg.Connection) -> list[str]:
     """Apply the migrations not yet applied, in order, each atomically; their names."""
     async with db.transaction():
+        await db.execute(_NO_TIMEOUTS)  # a migration of a large table takes its time
         await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
         await _refuse_foreign(db)
         await db.execute(
