@@ -13,10 +13,11 @@ before it is answered 503: a few seconds, or ``INVENTORY_DB_TIMEOUT`` seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 from service import metrics
@@ -86,3 +87,32 @@ class Episodes:
                 raise
             raise translated from None
         self.recovered()
+
+
+class Readiness:
+    """A probe of the database's reads and writes, run at most once per ``max_age`` seconds:
+    callers in between get the last result (``/healthz`` may be polled hard)."""
+
+    def __init__(self, probe: Callable[[], Awaitable[None]], max_age: float = 1.0) -> None:
+        self._probe = probe
+        self._max_age = max_age
+        self._checked = -max_age
+        self._fault: Unavailable | None = None
+        self._lock = asyncio.Lock()
+
+    async def check(self) -> None:
+        """Return if the database could be read and written just now; else ``Unavailable``."""
+        if time.monotonic() - self._checked >= self._max_age:
+            async with self._lock:  # one probe at a time; the others wait for its result
+                if time.monotonic() - self._checked >= self._max_age:
+                    self._fault = await self._run_probe()
+                    self._checked = time.monotonic()
+        if self._fault is not None:
+            raise Unavailable(self._fault.detail, self._fault.retry_after)
+
+    async def _run_probe(self) -> Unavailable | None:
+        try:
+            await self._probe()
+        except Unavailable as fault:
+            return fault
+        return None

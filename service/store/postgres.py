@@ -25,7 +25,7 @@ from service import metrics
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import records, shared
-from service.store.faults import Episodes, wait_budget
+from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow
 from service.store.protocol import StateReader
 from service.store.records import ApiKey, Author, Event, Item, utc_now
@@ -136,14 +136,21 @@ class PostgresStore(_StateReads):
         self._pool = timed
         self._listener = listener
         self._signal = FeedSignal()
+        self._readiness = Readiness(self._probe)
 
     @classmethod
     async def open(cls, url: str, max_size: int = 10) -> PostgresStore:
         """Connect a pool and a listener for the feed, and bring the schema up to date."""
         budget_ms = round(wait_budget() * 1000)
         timeouts = {"lock_timeout": str(budget_ms), "statement_timeout": str(2 * budget_ms)}
-        pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=max_size, reset=_keep_session, server_settings=timeouts
+        pool = await asyncpg.create_pool(  # min_size 0: no floor for asyncpg to restore in the
+            # background while the server is refusing (a logged traceback per retry); connections
+            # are made on demand, and an idle one is kept for asyncpg's 300 s
+            url,
+            min_size=0,
+            max_size=max_size,
+            reset=_keep_session,
+            server_settings=timeouts,
         )
         try:
             async with pool.acquire() as db:
@@ -273,7 +280,13 @@ class PostgresStore(_StateReads):
             yield _StateReads(db)
 
     async def ping(self) -> None:
-        await self._pool.fetchval("SELECT 1")
+        await self._readiness.check()
+
+    async def _probe(self) -> None:
+        """A read, and a write's first step: a transaction id (refused by a read-only server)."""
+        async with self._pool.acquire() as db, db.transaction():
+            await db.fetchval("SELECT 1 FROM schema_migrations LIMIT 1")
+            await db.fetchval("SELECT txid_current()")
 
     async def close(self) -> None:
         await self._listener.close()

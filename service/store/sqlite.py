@@ -32,7 +32,7 @@ from service import metrics
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import records, shared
-from service.store.faults import Episodes, wait_budget
+from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow
 from service.store.protocol import StateReader
 from service.store.records import ApiKey, Author, Event, Item, utc_now
@@ -120,6 +120,7 @@ class SqliteStore(_StateReads):
         self._writer = writer
         self._batcher = _GroupCommit(writer)
         self._signal = FeedSignal()
+        self._readiness = Readiness(self._probe)
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -198,7 +199,13 @@ class SqliteStore(_StateReads):
                 await reader.execute("COMMIT")
 
     async def ping(self) -> None:
-        await self._fetch("SELECT 1")
+        await self._readiness.check()
+
+    async def _probe(self) -> None:
+        """A read on the reader, then a real write (committed, synced) through the group
+        commit, which also checks that the file is still the one opened."""
+        await self._fetch("SELECT 1 FROM schema_migrations LIMIT 1")
+        await self._batcher.write(_rewrite_user_version)
 
     async def close(self) -> None:
         await self._batcher.close()
@@ -480,6 +487,12 @@ def _append(
     """Append the event that left ``item`` as it is to its tenant's ledger."""
     (seq,) = db.execute(shared.next_seq(lambda _: "?"), (author.tenant,)).fetchone()
     db.execute(_APPEND_EVENT, shared.event_values(author, seq, item, kind, delta, reason))
+
+
+def _rewrite_user_version(db: sqlite3.Connection) -> None:
+    """The smallest real write: the header's user_version (unused) set to its own value."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    db.execute(f"PRAGMA user_version = {int(version)}")
 
 
 def _add_keys(db: sqlite3.Connection, keys: Sequence[ApiKey]) -> None:
