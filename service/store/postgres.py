@@ -44,6 +44,9 @@ _FAULTS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str,
     (asyncpg.InsufficientResourcesError, "out of resources", 5),  # disk full, out of memory
     (asyncpg.OperatorInterventionError, "shutting down or refusing connections", 2),
     (asyncpg.PostgresConnectionError, "connection lost", 2),
+    # a pooled connection whose session the server ended while it was idle: asyncpg's
+    # protocol is left mid-state ("cannot switch to state 12"); the connection is dropped
+    (asyncpg.InternalClientError, "connection lost", 2),
     (OSError, "unreachable", 5),
 )
 
@@ -332,6 +335,10 @@ class _TimedPool:
             db = await self._take()
             try:
                 yield db
+            except Exception as error:
+                if _fault_of(error) is not None:
+                    db.terminate()  # never handed out again: the pool makes a new one
+                raise
             finally:
                 await self._pool.release(db)
 
