@@ -286,10 +286,13 @@ class PostgresStore(_StateReads):
         await self._readiness.check()
 
     async def _probe(self) -> None:
-        """A read, and a write's first step: a transaction id (refused by a read-only server)."""
+        """A read, and a write's first step: a transaction id (refused by a standby), in a
+        transaction that may write (not so where ``default_transaction_read_only`` is on)."""
         async with self._pool.acquire() as db, db.transaction():
             await db.fetchval("SELECT 1 FROM schema_migrations LIMIT 1")
             await db.fetchval("SELECT txid_current()")
+            if await db.fetchval("SELECT current_setting('transaction_read_only')") == "on":
+                raise asyncpg.ReadOnlySQLTransactionError("the database is read-only")
 
     async def close(self) -> None:
         await self._listener.close()

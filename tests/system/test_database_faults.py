@@ -196,3 +196,71 @@ def test_postgresql_refusing_connections_is_a_503_until_it_accepts_them_again(
         assert eventually(lambda: create(server, session, "after"), 201).status_code == 201
         assert session.get(f"{server.url}/items", timeout=30).status_code == 200
         assert_quiet_log(server)
+
+
+def test_a_postgresql_row_lock_held_elsewhere_is_a_503_after_the_lock_timeout(
+    tmp_path: Path, fresh_postgres: PostgresDatabase
+) -> None:
+    loop = asyncio.new_event_loop()
+    with served(fresh_postgres.url, tmp_path) as (server, session):
+        item = create(server, session, "contended").json()
+        holder = loop.run_until_complete(asyncpg.connect(fresh_postgres.url, timeout=5))
+        try:
+            loop.run_until_complete(holder.execute("BEGIN"))
+            loop.run_until_complete(
+                holder.execute("SELECT 1 FROM items WHERE id = $1 FOR UPDATE", item["id"])
+            )
+            started = time.monotonic()
+            adjusted = session.post(
+                f"{server.url}/items/{item['id']}/adjustments", json={"delta": 1}, timeout=30
+            )
+            assert_unavailable(adjusted)
+            assert time.monotonic() - started < 2 * BUDGET + 2
+            started = time.monotonic()
+            assert session.get(f"{server.url}/items/{item['id']}", timeout=30).status_code == 200
+            assert requests.get(f"{server.url}/healthz", timeout=30).status_code == 200
+            assert time.monotonic() - started < 1  # nothing else waits behind the row lock
+        finally:
+            loop.run_until_complete(holder.close())  # its transaction rolls back
+            loop.close()
+        adjusted = session.post(
+            f"{server.url}/items/{item['id']}/adjustments", json={"delta": 1}, timeout=30
+        )
+        assert adjusted.status_code == 200, adjusted.text
+        assert adjusted.json()["qty"] == 2
+        assert_quiet_log(server)
+
+
+async def _read_only(database: str, read_only: bool) -> None:
+    """New sessions of ``database`` read-only (and every open one ended), or writable again."""
+    admin = await asyncpg.connect(postgres.ADMIN_URL, timeout=5)
+    try:
+        await admin.execute(
+            f'ALTER DATABASE "{database}" SET default_transaction_read_only = {read_only}'
+        )
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await admin.close()
+
+
+def test_a_read_only_postgresql_database_is_a_503_for_writes(
+    tmp_path: Path, fresh_postgres: PostgresDatabase
+) -> None:
+    name = fresh_postgres.url.rsplit("/", 1)[1]
+    with served(fresh_postgres.url, tmp_path) as (server, session):
+        assert create(server, session, "before").status_code == 201
+        try:
+            asyncio.run(_read_only(name, read_only=True))
+            assert_unavailable(eventually(lambda: create(server, session, "refused"), 503))
+            assert_unavailable(create(server, session, "refused"))
+            assert session.get(f"{server.url}/items", timeout=30).status_code == 200
+            assert_unavailable(eventually(lambda: requests.get(f"{server.url}/healthz"), 503))
+        finally:
+            asyncio.run(_read_only(name, read_only=False))
+        assert eventually(lambda: create(server, session, "after"), 201).status_code == 201
+        assert eventually(lambda: requests.get(f"{server.url}/healthz"), 200).status_code == 200
+        assert_quiet_log(server)
