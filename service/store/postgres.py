@@ -13,6 +13,7 @@ order), the event, and a NOTIFY that wakes the followers in every process.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = $1 AND tenant = $2"
 _CHANNEL = "inventory_events"
 _ANY_EVENT = "SELECT 1 FROM events WHERE tenant = $1 AND item_id = $2 LIMIT 1"
+_LIMIT_RETRY = 0.02  # seconds between tries for a connection while at the server's limit
 _NO_TIMEOUTS = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"  # migrate, import
 _FAULTS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, int], ...] = (
     (TimeoutError, "no connection free in time", 1),  # pool acquire (an OSError: first)
@@ -346,15 +348,24 @@ class _TimedPool:
                 await self._pool.release(db)
 
     async def _take(self) -> asyncpg.Connection:
+        """A pooled connection within the wait budget. Where the server's connection limit
+        stops the pool from growing, wait (and try again) for one of its own to be released."""
         started = time.perf_counter()
-        try:
-            db = await self._pool.acquire(timeout=self._timeout)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            if _fault_of(error) is not None:
-                raise
-            raise _CannotConnect(f"{type(error).__name__}: {error}") from error
-        metrics.record_pool_wait(time.perf_counter() - started)
-        return db
+        while True:
+            left = self._timeout - (time.perf_counter() - started)
+            try:
+                db = await self._pool.acquire(timeout=max(left, 0.001))
+            except asyncpg.TooManyConnectionsError:
+                if left <= _LIMIT_RETRY:
+                    raise  # the budget is spent
+                await asyncio.sleep(_LIMIT_RETRY)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                if _fault_of(error) is not None:
+                    raise
+                raise _CannotConnect(f"{type(error).__name__}: {error}") from error
+            else:
+                metrics.record_pool_wait(time.perf_counter() - started)
+                return db
 
     async def execute(self, query: str, *args: Any) -> Any:
         async with self.acquire() as db:

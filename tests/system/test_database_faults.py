@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import shutil
 import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -263,4 +265,57 @@ def test_a_read_only_postgresql_database_is_a_503_for_writes(
             asyncio.run(_read_only(name, read_only=False))
         assert eventually(lambda: create(server, session, "after"), 201).status_code == 201
         assert eventually(lambda: requests.get(f"{server.url}/healthz"), 200).status_code == 200
+        assert_quiet_log(server)
+
+
+async def _admin(sql: str, url: str = postgres.ADMIN_URL) -> None:
+    admin = await asyncpg.connect(url, timeout=5)
+    try:
+        await admin.execute(sql)
+    finally:
+        await admin.close()
+
+
+@contextlib.contextmanager
+def limited_role(database: PostgresDatabase, limit: int) -> Iterator[tuple[str, str]]:
+    """A role with ``limit`` connections owning ``database``: (its name, its URL there)."""
+    role = f"inventory_limited_{secrets.token_hex(4)}"
+    name = database.url.rsplit("/", 1)[1]
+    asyncio.run(_admin(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT {limit}"))
+    try:
+        asyncio.run(_admin(f'ALTER DATABASE "{name}" OWNER TO {role}'))
+        host = database.url.split("@", 1)[1]
+        yield role, f"postgresql://{role}@{host}"
+    finally:
+        asyncio.run(_admin(f"REASSIGN OWNED BY {role} TO CURRENT_USER", database.url))
+        asyncio.run(_admin(f'ALTER DATABASE "{name}" OWNER TO CURRENT_USER'))
+        asyncio.run(_admin(f"DROP ROLE {role}"))
+
+
+def test_the_connection_limit_is_waited_for_then_a_503(
+    tmp_path: Path, fresh_postgres: PostgresDatabase
+) -> None:
+    with limited_role(fresh_postgres, 3) as (role, url), served(url, tmp_path) as served_:
+        server, session = served_
+        assert create(server, session, "first").status_code == 201
+        with ThreadPoolExecutor(16) as pool:  # the listener holds 1 of 3: 2 for 16 requests
+            answers = list(
+                pool.map(lambda _: session.get(f"{server.url}/items", timeout=30), range(48))
+            )
+        assert [a.status_code for a in answers] == [200] * 48
+        try:
+            asyncio.run(_admin(f"ALTER ROLE {role} CONNECTION LIMIT 0"))
+            asyncio.run(
+                _admin(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    f" WHERE usename = '{role}'"
+                )
+            )
+            for _ in range(3):
+                started = time.monotonic()
+                assert_unavailable(session.get(f"{server.url}/items", timeout=30))
+                assert time.monotonic() - started < BUDGET + 1  # waited its budget, no more
+        finally:
+            asyncio.run(_admin(f"ALTER ROLE {role} CONNECTION LIMIT 3"))
+        assert eventually(lambda: create(server, session, "after"), 201).status_code == 201
         assert_quiet_log(server)
