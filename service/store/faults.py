@@ -30,6 +30,10 @@ DEFAULT_WAIT_BUDGET = 3.0
 BUDGET_VARIABLE = "INVENTORY_DB_TIMEOUT"
 
 
+class BadWaitBudget(ValueError):
+    """``INVENTORY_DB_TIMEOUT`` is not a number of seconds the service can use."""
+
+
 def wait_budget() -> float:
     """Seconds a request may wait for the database before it is answered 503."""
     text = os.environ.get(BUDGET_VARIABLE, "")
@@ -38,7 +42,10 @@ def wait_budget() -> float:
     except ValueError:
         budget = -1.0
     if not 0 < budget <= 600:
-        raise ValueError(f"{BUDGET_VARIABLE}={text!r}: expected seconds, more than 0, at most 600")
+        raise BadWaitBudget(
+            f"{BUDGET_VARIABLE}={text!r} is not a wait budget; give seconds, more than 0,"
+            " at most 600 (default 3)"
+        )
     return budget
 
 
