@@ -14,6 +14,8 @@ order), the event, and a NOTIFY that wakes the followers in every process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +33,7 @@ from service.store.feed import FeedSignal, follow
 from service.store.protocol import StateReader
 from service.store.records import ApiKey, Author, Event, Item, utc_now
 
+log = logging.getLogger("inventory")
 _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = $1 AND tenant = $2"
 _CHANNEL = "inventory_events"
@@ -135,12 +138,12 @@ class PostgresStore(_StateReads):
 
     migrations_applied: tuple[str, ...] = ()
 
-    def __init__(self, pool: asyncpg.Pool, listener: asyncpg.Connection) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         timed = _TimedPool(pool)
         super().__init__(timed)
         self._pool = timed
-        self._listener = listener
         self._signal = FeedSignal()
+        self._listener = _Listener(url, self._signal)
         self._readiness = Readiness(self._probe)
 
     @classmethod
@@ -160,13 +163,12 @@ class PostgresStore(_StateReads):
         try:
             async with pool.acquire() as db:
                 applied = await migrate(db)
-            listener = await asyncpg.connect(url)
+            store = cls(pool, url)
+            await store._listener.start()
         except BaseException:
             await pool.close()
             raise
-        store = cls(pool, listener)
         store.migrations_applied = tuple(applied)
-        await listener.add_listener(_CHANNEL, store._notified)
         return store
 
     async def create_item(self, author: Author, fields: NewItem) -> Item:
@@ -300,10 +302,6 @@ class PostgresStore(_StateReads):
         await self._listener.close()
         await self._pool.close()
 
-    def _notified(self, _: object, __: int, ___: str, tenant: str) -> None:
-        """An event of ``tenant`` committed, in this process or another."""
-        self._signal.wake(tenant)
-
 
 def _who(author: Author, reason: str | None) -> tuple[str, str | None, str, str | None]:
     """Parameters $1 to $4 of a ``_logged`` statement."""
@@ -322,6 +320,61 @@ def _fault_of(error: BaseException) -> tuple[str, int] | None:
 
 class _CannotConnect(ConnectionError):
     """The pool could not make a connection (the server refused it: any reason)."""
+
+
+class _Listener:
+    """The LISTEN connection that wakes this process's followers when another process
+    commits. When the server ends it, it is connected again (with backoff) and then wakes
+    every follower, who read what committed in between."""
+
+    def __init__(self, url: str, signal: FeedSignal) -> None:
+        self._url = url
+        self._signal = signal
+        self._db: asyncpg.Connection | None = None
+        self._again: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        db = await asyncpg.connect(self._url, timeout=wait_budget())
+        try:
+            await db.add_listener(_CHANNEL, self._notified)
+        except BaseException:
+            db.terminate()
+            raise
+        db.add_termination_listener(self._lost)
+        self._db = db
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._again is not None:
+            self._again.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._again
+        if self._db is not None:
+            await self._db.close()
+
+    def _notified(self, _: object, __: int, ___: str, tenant: str) -> None:
+        """An event of ``tenant`` committed, in this process or another."""
+        self._signal.wake(tenant)
+
+    def _lost(self, _: object) -> None:
+        if not self._closing and self._again is None:
+            self._again = asyncio.get_running_loop().create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        log.warning("feed listener connection lost; connecting again")
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.start()
+            except Exception:  # whatever the reason, try again later
+                delay = min(2 * delay, 30.0)
+            else:
+                break
+        self._again = None
+        log.warning("feed listener connected again")
+        self._signal.wake_all()
 
 
 class _TimedPool:

@@ -319,3 +319,36 @@ def test_the_connection_limit_is_waited_for_then_a_503(
             asyncio.run(_admin(f"ALTER ROLE {role} CONNECTION LIMIT 3"))
         assert eventually(lambda: create(server, session, "after"), 201).status_code == 201
         assert_quiet_log(server)
+
+
+def test_the_feed_listener_connects_again_after_postgresql_ended_it(
+    tmp_path: Path, fresh_postgres: PostgresDatabase
+) -> None:
+    name = fresh_postgres.url.rsplit("/", 1)[1]
+    with (
+        served(fresh_postgres.url, tmp_path) as (follower, session),
+        ServedProcess(tmp_path, "--database", fresh_postgres.url, env=ENV) as writer,
+    ):
+        assert create(writer, session, "before").status_code == 201
+        cursor = session.get(f"{follower.url}/events", timeout=30).json()["next_cursor"]
+        asyncio.run(
+            _admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                f" WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+        )
+        deadline = time.monotonic() + 15
+        while "feed listener connected again" not in follower.stderr():
+            assert time.monotonic() < deadline, follower.stderr()[-2000:]
+            time.sleep(0.1)
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            waiting = pool.submit(
+                session.get, f"{follower.url}/events?after={cursor}&wait=20", timeout=30
+            )
+            time.sleep(0.5)
+            assert eventually(lambda: create(writer, session, "after"), 201).status_code == 201
+            events = waiting.result().json()["events"]
+        assert [event["name"] for event in events] == ["after"]
+        assert time.monotonic() - started < 10  # woken by the other process's NOTIFY
+        assert "Traceback" not in follower.stderr() + writer.stderr()
