@@ -46,6 +46,7 @@ from service.auth import new_key
 from service.http.metrics_site import start_metrics_server
 from service.http.observe import ACCESS_LOGGER, AccessLog
 from service.store import Store, is_postgres, open_store
+from service.store.faults import BadWaitBudget
 from service.store.ownership import FileOwned, owning
 from service.store.shared import MigrationStopped, NotAnInventoryDatabase
 from service.store.sqlite import sqlite_path
@@ -259,7 +260,7 @@ def _database_problems(database: str) -> Iterator[None]:
     """Turn what a wrong or unreachable database raises into a CliError of one line."""
     try:
         yield
-    except (NotAnInventoryDatabase, FileOwned, MigrationStopped) as error:
+    except (NotAnInventoryDatabase, FileOwned, MigrationStopped, BadWaitBudget) as error:
         raise CliError(str(error)) from None
     except sqlite3.Error as error:
         raise CliError(

@@ -127,3 +127,17 @@ class UnsupportedMediaType(Problem):
 
     kind = "unsupported-media-type"
     title = "Unsupported media type"
+
+
+class Unavailable(Problem):
+    """The database cannot answer now (busy past the budget, unreachable, read-only, full).
+
+    Not the request's fault and not a bug: the client may retry after ``retry_after`` seconds.
+    """
+
+    kind = "unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

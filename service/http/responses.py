@@ -24,6 +24,7 @@ from service.problems import (
     QuantityOutOfRange,
     RequestTimeout,
     Unauthorized,
+    Unavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -42,6 +43,7 @@ STATUS: Mapping[type[Problem], int] = {
     PreconditionFailed: 412,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
+    Unavailable: 503,
 }
 """The status of each kind of problem; any other (``Problem`` itself) is a 500."""
 MAX_ERRORS = 20
@@ -105,6 +107,8 @@ def _problem_headers(problem: Problem) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="inventory"'}
     if isinstance(problem, MethodNotAllowed):
         return {"Allow": ", ".join(problem.allowed)}
+    if isinstance(problem, Unavailable):
+        return {"Retry-After": str(problem.retry_after)}
     return {}
 
 

@@ -25,6 +25,12 @@ class FeedSignal:
         """The flag the tenant's next ``wake`` sets."""
         return self._flags.setdefault(tenant, asyncio.Event())
 
+    def wake_all(self) -> None:
+        """Wake every follower of every tenant (events may have been missed)."""
+        flags, self._flags = self._flags, {}
+        for flag in flags.values():
+            flag.set()
+
     def wake(self, tenant: str) -> None:
         """Wake every follower of ``tenant``."""
         flag = self._flags.pop(tenant, None)

@@ -13,6 +13,9 @@ order), the event, and a NOTIFY that wakes the followers in every process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,14 +28,32 @@ from service import metrics
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import records, shared
+from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow
 from service.store.protocol import StateReader
 from service.store.records import ApiKey, Author, Event, Item, utc_now
 
+log = logging.getLogger("inventory")
 _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = $1 AND tenant = $2"
 _CHANNEL = "inventory_events"
 _ANY_EVENT = "SELECT 1 FROM events WHERE tenant = $1 AND item_id = $2 LIMIT 1"
+_LIMIT_RETRY = 0.02  # seconds between tries for a connection while at the server's limit
+_NO_TIMEOUTS = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"  # migrate, import
+_FAULTS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, int], ...] = (
+    (TimeoutError, "no connection free in time", 1),  # pool acquire (an OSError: first)
+    (asyncpg.TooManyConnectionsError, "connection limit reached", 2),
+    (asyncpg.QueryCanceledError, "statement timeout", 1),  # or an administrator's cancel
+    (asyncpg.LockNotAvailableError, "lock timeout", 1),
+    (asyncpg.ReadOnlySQLTransactionError, "read-only", 5),
+    (asyncpg.InsufficientResourcesError, "out of resources", 5),  # disk full, out of memory
+    (asyncpg.OperatorInterventionError, "shutting down or refusing connections", 2),
+    (asyncpg.PostgresConnectionError, "connection lost", 2),
+    # a pooled connection whose session the server ended while it was idle: asyncpg's
+    # protocol is left mid-state ("cannot switch to state 12"); the connection is dropped
+    (asyncpg.InternalClientError, "connection lost", 2),
+    (OSError, "unreachable", 5),
+)
 
 
 def _logged(change: str, kind: str) -> str:
@@ -117,27 +138,37 @@ class PostgresStore(_StateReads):
 
     migrations_applied: tuple[str, ...] = ()
 
-    def __init__(self, pool: asyncpg.Pool, listener: asyncpg.Connection) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         timed = _TimedPool(pool)
         super().__init__(timed)
         self._pool = timed
-        self._listener = listener
         self._signal = FeedSignal()
+        self._listener = _Listener(url, self._signal)
+        self._readiness = Readiness(self._probe)
 
     @classmethod
     async def open(cls, url: str, max_size: int = 10) -> PostgresStore:
         """Connect a pool and a listener for the feed, and bring the schema up to date."""
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, reset=_keep_session)
+        budget_ms = round(wait_budget() * 1000)
+        timeouts = {"lock_timeout": str(budget_ms), "statement_timeout": str(2 * budget_ms)}
+        pool = await asyncpg.create_pool(  # min_size 0: no floor for asyncpg to restore in the
+            # background while the server is refusing (a logged traceback per retry); connections
+            # are made on demand, and an idle one is kept for asyncpg's 300 s
+            url,
+            min_size=0,
+            max_size=max_size,
+            reset=_keep_session,
+            server_settings=timeouts,
+        )
         try:
             async with pool.acquire() as db:
                 applied = await migrate(db)
-            listener = await asyncpg.connect(url)
+            store = cls(pool, url)
+            await store._listener.start()
         except BaseException:
             await pool.close()
             raise
-        store = cls(pool, listener)
         store.migrations_applied = tuple(applied)
-        await listener.add_listener(_CHANNEL, store._notified)
         return store
 
     async def create_item(self, author: Author, fields: NewItem) -> Item:
@@ -235,6 +266,7 @@ class PostgresStore(_StateReads):
 
     async def import_state(self, state: records.State) -> None:
         async with self._pool.acquire() as db, db.transaction():
+            await db.execute(_NO_TIMEOUTS)  # a large import takes its time
             await db.execute("LOCK TABLE items, api_keys, events, feeds IN EXCLUSIVE MODE")
             if await db.fetchval(shared.ANY_ROW):
                 raise shared.DatabaseNotEmpty
@@ -255,15 +287,20 @@ class PostgresStore(_StateReads):
             yield _StateReads(db)
 
     async def ping(self) -> None:
-        await self._pool.fetchval("SELECT 1")
+        await self._readiness.check()
+
+    async def _probe(self) -> None:
+        """A read, and a write's first step: a transaction id (refused by a standby), in a
+        transaction that may write (not so where ``default_transaction_read_only`` is on)."""
+        async with self._pool.acquire() as db, db.transaction():
+            await db.fetchval("SELECT 1 FROM schema_migrations LIMIT 1")
+            await db.fetchval("SELECT txid_current()")
+            if await db.fetchval("SELECT current_setting('transaction_read_only')") == "on":
+                raise asyncpg.ReadOnlySQLTransactionError("the database is read-only")
 
     async def close(self) -> None:
         await self._listener.close()
         await self._pool.close()
-
-    def _notified(self, _: object, __: int, ___: str, tenant: str) -> None:
-        """An event of ``tenant`` committed, in this process or another."""
-        self._signal.wake(tenant)
 
 
 def _who(author: Author, reason: str | None) -> tuple[str, str | None, str, str | None]:
@@ -271,19 +308,117 @@ def _who(author: Author, reason: str | None) -> tuple[str, str | None, str, str 
     return author.tenant, reason, author.key_id, author.request_id
 
 
+def _fault_of(error: BaseException) -> tuple[str, int] | None:
+    """The kind of database fault ``error`` is and its Retry-After; None for anything else."""
+    if isinstance(error, asyncpg.InterfaceError) and "closed" in str(error):
+        return "connection lost", 2
+    for kinds, kind, retry_after in _FAULTS:
+        if isinstance(error, kinds):
+            return kind, retry_after
+    return None
+
+
+class _CannotConnect(ConnectionError):
+    """The pool could not make a connection (the server refused it: any reason)."""
+
+
+class _Listener:
+    """The LISTEN connection that wakes this process's followers when another process
+    commits. When the server ends it, it is connected again (with backoff) and then wakes
+    every follower, who read what committed in between."""
+
+    def __init__(self, url: str, signal: FeedSignal) -> None:
+        self._url = url
+        self._signal = signal
+        self._db: asyncpg.Connection | None = None
+        self._again: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        db = await asyncpg.connect(self._url, timeout=wait_budget())
+        try:
+            await db.add_listener(_CHANNEL, self._notified)
+        except BaseException:
+            db.terminate()
+            raise
+        db.add_termination_listener(self._lost)
+        self._db = db
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._again is not None:
+            self._again.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._again
+        if self._db is not None:
+            await self._db.close()
+
+    def _notified(self, _: object, __: int, ___: str, tenant: str) -> None:
+        """An event of ``tenant`` committed, in this process or another."""
+        self._signal.wake(tenant)
+
+    def _lost(self, _: object) -> None:
+        if not self._closing and self._again is None:
+            self._again = asyncio.get_running_loop().create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        log.warning("feed listener connection lost; connecting again")
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.start()
+            except Exception:  # whatever the reason, try again later
+                delay = min(2 * delay, 30.0)
+            else:
+                break
+        self._again = None
+        log.warning("feed listener connected again")
+        self._signal.wake_all()
+
+
 class _TimedPool:
-    """The asyncpg pool, with every wait for a connection timed (``metrics``): each query
-    method takes a connection through ``acquire``, as asyncpg's own do."""
+    """The asyncpg pool, with every wait for a connection timed (``metrics``) and bounded
+    (the wait budget), and every database fault of a request answered as ``Unavailable``:
+    each query method takes a connection through ``acquire``, as asyncpg's own do."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._timeout = wait_budget()
+        self._faults = Episodes("connections", _fault_of)
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        with self._faults.answering():
+            db = await self._take()
+            try:
+                yield db
+            except Exception as error:
+                if _fault_of(error) is not None:
+                    db.terminate()  # never handed out again: the pool makes a new one
+                raise
+            finally:
+                await self._pool.release(db)
+
+    async def _take(self) -> asyncpg.Connection:
+        """A pooled connection within the wait budget. Where the server's connection limit
+        stops the pool from growing, wait (and try again) for one of its own to be released."""
         started = time.perf_counter()
-        async with self._pool.acquire() as db:
-            metrics.record_pool_wait(time.perf_counter() - started)
-            yield db
+        while True:
+            left = self._timeout - (time.perf_counter() - started)
+            try:
+                db = await self._pool.acquire(timeout=max(left, 0.001))
+            except asyncpg.TooManyConnectionsError:
+                if left <= _LIMIT_RETRY:
+                    raise  # the budget is spent
+                await asyncio.sleep(_LIMIT_RETRY)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                if _fault_of(error) is not None:
+                    raise
+                raise _CannotConnect(f"{type(error).__name__}: {error}") from error
+            else:
+                metrics.record_pool_wait(time.perf_counter() - started)
+                return db
 
     async def execute(self, query: str, *args: Any) -> Any:
         async with self.acquire() as db:
@@ -325,6 +460,7 @@ async def _keep_session(db: asyncpg.Connection) -> None:
 async def migrate(db: asyncpg.Connection) -> list[str]:
     """Apply the migrations not yet applied, in order, each atomically; their names."""
     async with db.transaction():
+        await db.execute(_NO_TIMEOUTS)  # a migration of a large table takes its time
         await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
         await _refuse_foreign(db)
         await db.execute(

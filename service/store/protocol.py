@@ -107,7 +107,8 @@ class Store(StateReader, Protocol):
         ...
 
     async def ping(self) -> None:
-        """Raise unless the database answers."""
+        """Return if the database can be read and written (probed at most once a second);
+        ``Unavailable`` if not, the SQLite file or its folder gone included."""
         ...
 
     async def close(self) -> None:

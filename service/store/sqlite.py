@@ -16,6 +16,7 @@ read is never queued behind a write batch.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -31,13 +32,21 @@ from service import metrics
 from service.ids import new_id
 from service.problems import NameTaken, NotFound
 from service.store import records, shared
+from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow
 from service.store.protocol import StateReader
 from service.store.records import ApiKey, Author, Event, Item, utc_now
 
 T = TypeVar("T")
 Transition = Callable[[sqlite3.Connection], Any]
-_BUSY_TIMEOUT_MS = 10_000
+_FAULTS = {  # SQLite's primary result codes that mean "not now": (kind, Retry-After)
+    sqlite3.SQLITE_BUSY: ("busy", 1),
+    sqlite3.SQLITE_LOCKED: ("locked", 1),
+    sqlite3.SQLITE_READONLY: ("read-only", 5),
+    sqlite3.SQLITE_IOERR: ("I/O error", 5),
+    sqlite3.SQLITE_FULL: ("disk full", 5),
+    sqlite3.SQLITE_CANTOPEN: ("cannot open the file", 5),
+}
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = ? AND tenant = ?"
 _ANY_EVENT = "SELECT 1 FROM events WHERE tenant = ? AND item_id = ? LIMIT 1"
 _APPEND_EVENT = f"INSERT INTO events ({shared.EVENT_ROW_COLUMNS}) VALUES ({', '.join('?' * 13)})"
@@ -48,11 +57,21 @@ def sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
 
 
+def _fault_of(error: BaseException) -> tuple[str, int] | None:
+    """The kind of database fault ``error`` is and its Retry-After; None for anything else."""
+    if isinstance(error, sqlite3.Error) and not isinstance(error, sqlite3.IntegrityError):
+        return _FAULTS.get(getattr(error, "sqlite_errorcode", 0) & 0xFF)
+    if isinstance(error, FileNotFoundError):  # the file or its folder was deleted
+        return "the database file is gone", 5
+    return ("I/O error", 5) if isinstance(error, OSError) else None
+
+
 class _StateReads:
     """Reads through one aiosqlite connection: the store's own, or one snapshot's."""
 
     def __init__(self, reader: aiosqlite.Connection) -> None:
         self._reader = reader
+        self._read_faults = Episodes("reads", _fault_of)
 
     async def list_keys(self, tenant: str | None) -> list[ApiKey]:
         rows = await self._fetch(
@@ -85,7 +104,9 @@ class _StateReads:
         return [(row[0], Event(*row[1:])) for row in rows]
 
     async def _fetch(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in await self._reader.execute_fetchall(query, params)]
+        with self._read_faults.answering():
+            rows = await self._reader.execute_fetchall(query, params)
+        return [tuple(row) for row in rows]
 
 
 class SqliteStore(_StateReads):
@@ -99,6 +120,7 @@ class SqliteStore(_StateReads):
         self._writer = writer
         self._batcher = _GroupCommit(writer)
         self._signal = FeedSignal()
+        self._readiness = Readiness(self._probe)
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -177,7 +199,13 @@ class SqliteStore(_StateReads):
                 await reader.execute("COMMIT")
 
     async def ping(self) -> None:
-        await self._fetch("SELECT 1")
+        await self._readiness.check()
+
+    async def _probe(self) -> None:
+        """A read on the reader, then a real write (committed, synced) through the group
+        commit, which also checks that the file is still the one opened."""
+        await self._fetch("SELECT 1 FROM schema_migrations LIMIT 1")
+        await self._batcher.write(_rewrite_user_version)
 
     async def close(self) -> None:
         await self._batcher.close()
@@ -194,9 +222,11 @@ class SqliteStore(_StateReads):
 class _WriterThread:
     """One thread that owns the write connection; work is shipped to it as ``fn(db)``."""
 
-    def __init__(self, executor: ThreadPoolExecutor, db: sqlite3.Connection) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, db: sqlite3.Connection, path: str) -> None:
         self._executor = executor
         self._db = db
+        self._path = path
+        self._identity = _identity(path)  # None for a database that is no file
 
     @classmethod
     async def open(cls, path: str) -> _WriterThread:
@@ -206,11 +236,16 @@ class _WriterThread:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(executor, db)
+        return cls(executor, db, path)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(db, *args)`` on the writer thread: one thread hop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self._db, *args)
+
+    async def run_batch(self, transitions: list[Transition]) -> list[tuple[bool, Any]]:
+        """``_apply_batch`` on the writer thread, unless the file was deleted or replaced:
+        a write to an unlinked file would be acknowledged and then lost."""
+        return await self.run(_apply_batch, transitions, self._path, self._identity)
 
     async def close(self) -> None:
         await self.run(sqlite3.Connection.close)
@@ -233,6 +268,7 @@ class _GroupCommit:
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._closing = False
+        self._faults = Episodes("writes", _fault_of)
         self._committer = asyncio.create_task(self._commit_loop())
 
     async def write(self, transition: Callable[..., T], *args: Any) -> T:
@@ -263,18 +299,45 @@ class _GroupCommit:
         transitions = [p.transition for p in batch]
         started = time.perf_counter()
         try:
-            outcomes = await self._writer.run(_apply_batch, transitions)
+            outcomes = await self._writer.run_batch(transitions)
         except Exception as error:  # the commit itself failed: nothing of the batch holds
-            outcomes = [(False, error)] * len(batch)
+            outcomes = [(False, self._faults.translate(error)) for _ in batch]
+        else:
+            self._faults.recovered()
+            outcomes = [
+                (ok, value if ok else self._faults.translate(value)) for ok, value in outcomes
+            ]
         metrics.record_batch(len(batch), time.perf_counter() - started)
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
             if not pending.done.done():
                 (pending.done.set_result if ok else pending.done.set_exception)(value)
 
 
-def _apply_batch(db: sqlite3.Connection, transitions: list[Transition]) -> list[tuple[bool, Any]]:
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _same_file(path: str, identity: tuple[int, int] | None) -> None:
+    """FileNotFoundError if the file at ``path`` is no longer the one opened."""
+    if identity is not None and _identity(path) != identity:
+        raise FileNotFoundError(f"{path} was deleted or replaced while open")
+
+
+def _apply_batch(
+    db: sqlite3.Connection,
+    transitions: list[Transition],
+    path: str,
+    identity: tuple[int, int] | None,
+) -> list[tuple[bool, Any]]:
     """One transaction, each transition in its own savepoint; one commit for all."""
     outcomes: list[tuple[bool, Any]] = []
+    _same_file(path, identity)
+    if db.in_transaction:  # a failed ROLLBACK of an earlier batch (disk full, I/O error)
+        db.execute("ROLLBACK")
     db.execute("BEGIN IMMEDIATE")
     try:
         for transition in transitions:
@@ -299,7 +362,7 @@ def _connect(path: str) -> sqlite3.Connection:
         _refuse_foreign(db, path)  # before the first write (journal_mode rewrites the header)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
-        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout = {round(wait_budget() * 1000)}")
         db.execute("PRAGMA foreign_keys = ON")
     except BaseException:
         db.close()
@@ -424,6 +487,12 @@ def _append(
     """Append the event that left ``item`` as it is to its tenant's ledger."""
     (seq,) = db.execute(shared.next_seq(lambda _: "?"), (author.tenant,)).fetchone()
     db.execute(_APPEND_EVENT, shared.event_values(author, seq, item, kind, delta, reason))
+
+
+def _rewrite_user_version(db: sqlite3.Connection) -> None:
+    """The smallest real write: the header's user_version (unused) set to its own value."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    db.execute(f"PRAGMA user_version = {int(version)}")
 
 
 def _add_keys(db: sqlite3.Connection, keys: Sequence[ApiKey]) -> None:

@@ -125,9 +125,11 @@ def batches(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     if isinstance(database, Path):
         apply_batch: Callable[..., list[tuple[bool, Any]]] = sqlite_store._apply_batch
 
-        def recording(conn: sqlite3.Connection, transitions: list[Any]) -> list[tuple[bool, Any]]:
+        def recording(
+            conn: sqlite3.Connection, transitions: list[Any], *file: Any
+        ) -> list[tuple[bool, Any]]:
             sizes.append(len(transitions))
-            return apply_batch(conn, transitions)
+            return apply_batch(conn, transitions, *file)
 
         monkeypatch.setattr(sqlite_store, "_apply_batch", recording)
     return sizes

@@ -23,6 +23,7 @@ PRECONDITION_FAILED = PREFIX + "precondition-failed"
 PAYLOAD_TOO_LARGE = PREFIX + "payload-too-large"
 REQUEST_TIMEOUT = PREFIX + "request-timeout"
 UNSUPPORTED_MEDIA_TYPE = PREFIX + "unsupported-media-type"
+UNAVAILABLE = PREFIX + "unavailable"
 
 
 def assert_problem(response: requests.Response, status: int, kind: str) -> dict[str, Any]:
@@ -40,3 +41,10 @@ def assert_problem(response: requests.Response, status: int, kind: str) -> dict[
 def error_fields(problem: dict[str, Any]) -> set[str]:
     """The fields a 400 problem's ``errors`` name (JSON pointers, or ``query.<name>``)."""
     return {error["field"] for error in problem["errors"]}
+
+
+def assert_unavailable(response: requests.Response) -> dict[str, Any]:
+    """A 503 ``unavailable`` problem with a ``Retry-After`` of whole seconds; the problem."""
+    problem = assert_problem(response, 503, UNAVAILABLE)
+    assert response.headers["Retry-After"].isdigit(), response.headers
+    return problem

@@ -194,6 +194,7 @@ def test_every_kind_of_problem_but_the_base_has_a_status_of_its_own() -> None:
         (problems.NotFound.item("x"), 404, {}),
         (problems.Unauthorized("no key"), 401, {"WWW-Authenticate": 'Bearer realm="inventory"'}),
         (problems.MethodNotAllowed("no", ["POST", "GET"]), 405, {"Allow": "GET, POST"}),
+        (problems.Unavailable("the database is busy", retry_after=2), 503, {"Retry-After": "2"}),
         (problems.Problem("a bug"), 500, {}),
     ],
 )
