@@ -166,12 +166,13 @@ def test_a_full_disk_is_a_503_and_every_acknowledged_write_is_kept(tmp_path: Pat
         assert set(acknowledged) <= stored
 
 
-async def _refuse_connections(database: str, refuse: bool) -> None:
-    """``ALLOW_CONNECTIONS`` off (and every open session ended) or on again."""
+async def _alter_database(database: str, setting: str, end_sessions: bool) -> None:
+    """``ALTER DATABASE database setting``, then (if ``end_sessions``) end its open sessions,
+    so that every connection the service makes next meets the new setting."""
     admin = await asyncpg.connect(postgres.ADMIN_URL, timeout=5)
     try:
-        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {not refuse}')
-        if refuse:
+        await admin.execute(f'ALTER DATABASE "{database}" {setting}')
+        if end_sessions:
             await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE datname = $1 AND pid <> pg_backend_pid()",
@@ -179,6 +180,18 @@ async def _refuse_connections(database: str, refuse: bool) -> None:
             )
     finally:
         await admin.close()
+
+
+async def _refuse_connections(database: str, refuse: bool) -> None:
+    """``ALLOW_CONNECTIONS`` off (and every open session ended) or on again."""
+    await _alter_database(database, f"ALLOW_CONNECTIONS {not refuse}", end_sessions=refuse)
+
+
+async def _read_only(database: str, read_only: bool) -> None:
+    """New sessions of ``database`` read-only (and every open one ended), or writable again."""
+    await _alter_database(
+        database, f"SET default_transaction_read_only = {read_only}", end_sessions=True
+    )
 
 
 def test_postgresql_refusing_connections_is_a_503_until_it_accepts_them_again(
@@ -231,22 +244,6 @@ def test_a_postgresql_row_lock_held_elsewhere_is_a_503_after_the_lock_timeout(
         assert adjusted.status_code == 200, adjusted.text
         assert adjusted.json()["qty"] == 2
         assert_quiet_log(server)
-
-
-async def _read_only(database: str, read_only: bool) -> None:
-    """New sessions of ``database`` read-only (and every open one ended), or writable again."""
-    admin = await asyncpg.connect(postgres.ADMIN_URL, timeout=5)
-    try:
-        await admin.execute(
-            f'ALTER DATABASE "{database}" SET default_transaction_read_only = {read_only}'
-        )
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()",
-            database,
-        )
-    finally:
-        await admin.close()
 
 
 def test_a_read_only_postgresql_database_is_a_503_for_writes(
