@@ -227,6 +227,7 @@ class _WriterThread:
         self._db = db
         self._path = path
         self._identity = _identity(path)  # None for a database that is no file
+        self._read_only = False  # the last batch met a read-only database: reconnect first
 
     @classmethod
     async def open(cls, path: str) -> _WriterThread:
@@ -244,8 +245,20 @@ class _WriterThread:
 
     async def run_batch(self, transitions: list[Transition]) -> list[tuple[bool, Any]]:
         """``_apply_batch`` on the writer thread, unless the file was deleted or replaced:
-        a write to an unlinked file would be acknowledged and then lost."""
-        return await self.run(_apply_batch, transitions, self._path, self._identity)
+        a write to an unlinked file would be acknowledged and then lost.
+
+        SQLite opens a file it may not write read-only and stays so; after a batch met that,
+        the next one connects anew, so writes resume by themselves once the file is writable.
+        """
+        if self._read_only:
+            self._db = await self.run(_reconnect, self._path)
+        try:
+            outcomes = await self.run(_apply_batch, transitions, self._path, self._identity)
+        except sqlite3.Error as error:
+            self._read_only = _is_read_only(error)
+            raise
+        self._read_only = any(not ok and _is_read_only(value) for ok, value in outcomes)
+        return outcomes
 
     async def close(self) -> None:
         await self.run(sqlite3.Connection.close)
@@ -311,6 +324,18 @@ class _GroupCommit:
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
             if not pending.done.done():
                 (pending.done.set_result if ok else pending.done.set_exception)(value)
+
+
+def _is_read_only(error: object) -> bool:
+    code = getattr(error, "sqlite_errorcode", 0) if isinstance(error, sqlite3.Error) else 0
+    return code & 0xFF == sqlite3.SQLITE_READONLY
+
+
+def _reconnect(db: sqlite3.Connection, path: str) -> sqlite3.Connection:
+    """A new write connection to ``path`` in place of ``db`` (closed once the new one is open)."""
+    fresh = _connect(path)
+    db.close()
+    return fresh
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from tests.support import postgres
 from tests.support.contract import check_response
 from tests.support.db import PostgresDatabase
 from tests.support.problems import assert_unavailable
-from tests.support.processes import ServedProcess, run_inventory
+from tests.support.processes import INVENTORY, ServedProcess, run_inventory
 
 BUDGET = 1.0  # INVENTORY_DB_TIMEOUT of the servers here, seconds
 ENV = {"INVENTORY_DB_TIMEOUT": str(BUDGET)}
@@ -103,6 +104,57 @@ def test_a_write_lock_held_by_another_process_is_a_503_for_writes_only(tmp_path:
         assert sorted(names) == ["after", "before"]
         assert_quiet_log(server)
         assert "available again" in server.stderr()
+
+
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def _get_or_503(url: str) -> requests.Response:
+    """GET ``url``; a server not listening yet reads as a 503, to be asked again."""
+    try:
+        return requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        refused = requests.Response()
+        refused.status_code = 503
+        return refused
+
+
+def test_a_database_file_the_service_may_not_write_is_a_503_for_writes_until_it_may() -> None:
+    """As root every file is writable, so the server runs as ``nobody`` on a file of root's:
+    SQLite opens it read-only. Writes are 503 (reads answer); once the file is the service's
+    own, the writer connects anew and writes succeed, without a restart."""
+    folder = Path(tempfile.mkdtemp(prefix="inventory-read-only-"))  # tmp_path is root's alone
+    try:
+        database = folder / "inventory.db"
+        made = run_inventory("keys", "create", "--tenant", "faults", "--role", "writer",
+                             "--database", str(database))  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        shutil.chown(folder, "nobody", "nogroup")
+        folder.chmod(0o755)
+        probe = subprocess.run([*AS_NOBODY, str(INVENTORY), "--help"], capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip(f"nobody cannot run {INVENTORY} here: {probe.stderr[-200:]!r}")
+        server = ServedProcess(folder, "--database", str(database), env=ENV)
+        server.command = [*AS_NOBODY, *server.command]
+        server.start()
+        try:
+            with requests.Session() as session:
+                session.headers["Authorization"] = f"Bearer {made.stdout.strip()}"
+                session.hooks["response"].append(_contract_hook)
+                # not ready (its /healthz is rightly 503), but serving: the public contract answers
+                eventually(lambda: _get_or_503(f"{server.url}/openapi.yaml"), 200)
+                assert_unavailable(create(server, session, "refused"))
+                assert session.get(f"{server.url}/items", timeout=30).status_code == 200
+                assert_unavailable(eventually(lambda: requests.get(f"{server.url}/healthz"), 503))
+                shutil.chown(database, "nobody", "nogroup")
+                assert (
+                    eventually(lambda: create(server, session, "accepted"), 201).status_code == 201
+                )
+        finally:
+            server.stop()
+        assert "Traceback" not in server.stderr()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_sqlite_folder_deleted_is_a_503(tmp_path: Path) -> None:
