@@ -38,6 +38,8 @@ _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = $1 AND tenant = $2"
 _CHANNEL = "inventory_events"
 _ANY_EVENT = "SELECT 1 FROM events WHERE tenant = $1 AND item_id = $2 LIMIT 1"
+_HISTORY = shared.history_query(lambda n: f"${n}")
+_FEED = shared.feed_query(lambda n: f"${n}")
 _LIMIT_RETRY = 0.02  # seconds between tries for a connection while at the server's limit
 _NO_TIMEOUTS = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"  # migrate, import
 _FAULTS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, int], ...] = (
@@ -228,8 +230,7 @@ class PostgresStore(_StateReads):
     async def item_events(
         self, tenant: str, item_id: str, after: int, limit: int
     ) -> records.EventPage:
-        query = shared.history_query(lambda n: f"${n}")
-        rows = await self._pool.fetch(query, tenant, item_id, after, limit + 1)
+        rows = await self._pool.fetch(_HISTORY, tenant, item_id, after, limit + 1)
         page = shared.event_page(rows, limit)
         if not page.events and not await self._pool.fetchval(_ANY_EVENT, tenant, item_id):
             raise NotFound.item(item_id)
@@ -237,9 +238,7 @@ class PostgresStore(_StateReads):
 
     async def feed(self, tenant: str, after: int, limit: int, wait: float) -> list[Event]:
         async def read() -> list[Event]:
-            rows = await self._pool.fetch(
-                shared.feed_query(lambda n: f"${n}"), tenant, after, limit
-            )
+            rows = await self._pool.fetch(_FEED, tenant, after, limit)
             return [Event(*row) for row in rows]
 
         return await follow(self._signal, tenant, wait, read)

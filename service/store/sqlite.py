@@ -49,6 +49,9 @@ _FAULTS = {  # SQLite's primary result codes that mean "not now": (kind, Retry-A
 }
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = ? AND tenant = ?"
 _ANY_EVENT = "SELECT 1 FROM events WHERE tenant = ? AND item_id = ? LIMIT 1"
+_HISTORY = shared.history_query(lambda _: "?")
+_FEED = shared.feed_query(lambda _: "?")
+_NEXT_SEQ = shared.next_seq(lambda _: "?")
 _APPEND_EVENT = f"INSERT INTO events ({shared.EVENT_ROW_COLUMNS}) VALUES ({', '.join('?' * 13)})"
 
 
@@ -163,15 +166,16 @@ class SqliteStore(_StateReads):
     async def item_events(
         self, tenant: str, item_id: str, after: int, limit: int
     ) -> records.EventPage:
-        query = shared.history_query(lambda _: "?")
-        page = shared.event_page(await self._fetch(query, tenant, item_id, after, limit + 1), limit)
+        page = shared.event_page(
+            await self._fetch(_HISTORY, tenant, item_id, after, limit + 1), limit
+        )
         if not page.events and not await self._fetch(_ANY_EVENT, tenant, item_id):
             raise NotFound.item(item_id)
         return page
 
     async def feed(self, tenant: str, after: int, limit: int, wait: float) -> list[Event]:
         async def read() -> list[Event]:
-            rows = await self._fetch(shared.feed_query(lambda _: "?"), tenant, after, limit)
+            rows = await self._fetch(_FEED, tenant, after, limit)
             return [Event(*row) for row in rows]
 
         return await follow(self._signal, tenant, wait, read)
@@ -510,7 +514,7 @@ def _append(
     db: sqlite3.Connection, author: Author, item: Item, kind: str, delta: int, reason: str | None
 ) -> None:
     """Append the event that left ``item`` as it is to its tenant's ledger."""
-    (seq,) = db.execute(shared.next_seq(lambda _: "?"), (author.tenant,)).fetchone()
+    (seq,) = db.execute(_NEXT_SEQ, (author.tenant,)).fetchone()
     db.execute(_APPEND_EVENT, shared.event_values(author, seq, item, kind, delta, reason))
 
 
