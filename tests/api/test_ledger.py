@@ -1,4 +1,4 @@
-"""The ledger (DESIGN §11): one event per successful change, an item's history, the feed.
+"""The ledger (README, "The ledger"): one event per change, an item's history, the feed.
 
 Each test states one behaviour of openapi.yaml (``listItemEvents``, ``listEvents``, the
 ``reason`` fields and the ``Event`` schema) and checks it by the answer (every response is

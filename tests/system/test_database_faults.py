@@ -1,5 +1,5 @@
 """Database faults made for real under a running ``inventory serve``: 503, never 500, and
-recovery without a restart (DESIGN §14).
+recovery without a restart (README, "Configuration": the paragraph on the 503).
 
 Each test makes one fault the way an operator would meet it — another process holding
 SQLite's write lock, a full disk (a small tmpfs filled up), the SQLite folder deleted,
