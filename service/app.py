@@ -23,13 +23,15 @@ from service.http.routing import STORE, bind
 from service.http.spec import load_document, load_operations
 from service.http.validation import MAX_BODY_BYTES
 from service.store import is_postgres, open_store
+from service.store.idempotency import DEFAULT_TTL
 
 log = logging.getLogger("inventory")
 LINGER_SECONDS = 1.0
 
 
-def create_app(database_url: str) -> web.Application:
-    """The service for the database at ``database_url``."""
+def create_app(database_url: str, idempotency_ttl: float = DEFAULT_TTL) -> web.Application:
+    """The service for the database at ``database_url``, keeping the answers of
+    Idempotency-Keys ``idempotency_ttl`` seconds."""
     app = _Application(
         middlewares=[request_id_middleware, problem_middleware],
         client_max_size=MAX_BODY_BYTES,
@@ -47,7 +49,7 @@ def create_app(database_url: str) -> web.Application:
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
         backend = "postgresql" if is_postgres(database_url) else "sqlite"
-        app[STORE] = await open_store(database_url)
+        app[STORE] = await open_store(database_url, idempotency_ttl)
         log.info("database open", extra={"backend": backend})
         yield
         await app[STORE].close()

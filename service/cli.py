@@ -47,12 +47,14 @@ from service.http.metrics_site import start_metrics_server
 from service.http.observe import ACCESS_LOGGER, AccessLog
 from service.store import Store, is_postgres, open_store
 from service.store.faults import BadWaitBudget
+from service.store.idempotency import DEFAULT_TTL
 from service.store.ownership import FileOwned, owning
 from service.store.shared import MigrationStopped, NotAnInventoryDatabase
 from service.store.sqlite import sqlite_path
 from service.transfer import export_jsonl, parse_export
 
 DEFAULT_DATABASE = "sqlite:///inventory.db"
+MAX_TTL = 30 * 24 * 60 * 60  # 30 days: records are rows of every write; more is a mistake
 DEFAULTS = {
     "host": "127.0.0.1",
     "port": "8000",
@@ -61,6 +63,7 @@ DEFAULTS = {
     "log_format": "auto",  # json, or text when stderr is a terminal
     "log_level": "info",
     "metrics_port": "",  # none: no metrics
+    "idempotency_ttl": str(DEFAULT_TTL),
 }
 ENVIRONMENT = {name: f"INVENTORY_{name.upper()}" for name in DEFAULTS}
 ENVIRONMENT["database"] = "INVENTORY_DATABASE_URL"
@@ -88,6 +91,7 @@ class Settings(BaseModel):
     log_format: str = Field("json", pattern=f"^({'|'.join(logs.FORMATS)})$")
     log_level: str = Field("info", pattern=f"^({'|'.join(logs.LEVELS)})$")
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    idempotency_ttl: int = Field(DEFAULT_TTL, ge=1, le=MAX_TTL)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -157,6 +161,11 @@ def _add_serve(commands: Any, database: argparse.ArgumentParser) -> None:
         ("log-format", "json or text (default: json, or text when stderr is a terminal)"),
         ("log-level", "debug, info, warning or error (default info)"),
         ("metrics-port", "serve GET /metrics on the serve host at this port (default: none)"),
+        (
+            "idempotency-ttl",
+            f"seconds an Idempotency-Key's answer is kept, 1 to {MAX_TTL}"
+            f" (default {DEFAULT_TTL}: 24 hours)",
+        ),
     ]:
         serve.add_argument(f"--{name}", help=f"{what}; env {ENVIRONMENT[name.replace('-', '_')]}")
     serve.set_defaults(run=_serve)
@@ -184,10 +193,10 @@ def _setting(args: argparse.Namespace, name: str) -> tuple[str, str]:
     """The value of setting ``name`` as text, and where it came from (flag or variable)."""
     value = getattr(args, name, None)
     if value is not None:
-        return value, f"--{name}"
+        return value, f"--{name.replace('_', '-')}"
     if ENVIRONMENT[name] in os.environ:
         return os.environ[ENVIRONMENT[name]], ENVIRONMENT[name]
-    return DEFAULTS[name], f"--{name}"
+    return DEFAULTS[name], f"--{name.replace('_', '-')}"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -443,7 +452,7 @@ def _run_worker(settings: Settings, listener: socket.socket | None = None) -> No
     where: dict[str, Any] = {"sock": listener} if listener else {"host": settings.host}
     url = f"http://{settings.host}:{listener.getsockname()[1] if listener else settings.port}"
     web.run_app(
-        create_app(settings.database),
+        create_app(settings.database, settings.idempotency_ttl),
         port=None if listener else settings.port,
         access_log_class=AccessLog,
         access_log=ACCESS_LOGGER,

@@ -59,7 +59,10 @@ DATABASE_FAULTS = Counter(
     ["kind"],
 )
 
-
+REPLAYS = Counter(
+    "inventory_idempotent_replays",
+    "Writes answered with the stored answer of their Idempotency-Key (nothing changed).",
+)
 LONG_POLLS = Gauge(
     "inventory_long_polls_waiting",
     "Feed requests (GET /events with wait) holding an empty answer right now.",
@@ -94,6 +97,12 @@ def record_pool_wait(seconds: float) -> None:
     """One wait for a pooled connection."""
     if _Switch.on:
         POOL_WAIT_SECONDS.observe(seconds)
+
+
+def record_replay() -> None:
+    """One write answered by a replay."""
+    if _Switch.on:
+        REPLAYS.inc()
 
 
 def record_fault(error: BaseException) -> None:

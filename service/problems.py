@@ -49,7 +49,13 @@ class Forbidden(Problem):
     title = "Forbidden"
 
 
-class NotFound(Problem):
+class Rejected(Problem):
+    """The state refuses the transition (no such item, a conflict, a stale version): the
+    request was valid and reached the store. Only these, and successes, are stored as the
+    outcome of an ``Idempotency-Key`` (README, "Idempotent retries")."""
+
+
+class NotFound(Rejected):
     """No such resource (for the caller's tenant), or no such path."""
 
     kind = "not-found"
@@ -72,7 +78,7 @@ class MethodNotAllowed(Problem):
         self.allowed = sorted(allowed)
 
 
-class NameTaken(Problem):
+class NameTaken(Rejected):
     """Another item of the tenant already has this name (ignoring case)."""
 
     kind = "name-taken"
@@ -84,7 +90,7 @@ class NameTaken(Problem):
         return cls(f"an item named {name!r} (ignoring case) already exists")
 
 
-class QuantityOutOfRange(Problem):
+class QuantityOutOfRange(Rejected):
     """The adjustment would take the quantity below 0 or above QTY_MAX."""
 
     kind = "quantity-out-of-range"
@@ -96,7 +102,7 @@ class QuantityOutOfRange(Problem):
         return cls(f"qty {qty} + delta {delta} is outside [0, {QTY_MAX}]; nothing changed")
 
 
-class PreconditionFailed(Problem):
+class PreconditionFailed(Rejected):
     """``If-Match`` does not match the item's current ETag."""
 
     kind = "precondition-failed"
@@ -106,6 +112,33 @@ class PreconditionFailed(Problem):
     def at(cls, version: int) -> PreconditionFailed:
         """The item is at ``version``, which the condition does not accept."""
         return cls(f'the item is at ETag "{version}"')
+
+
+class IdempotencyKeyReused(Problem):
+    """The ``Idempotency-Key`` was used with another request within the retention time."""
+
+    kind = "idempotency-key-reused"
+    title = "Idempotency key reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was used with another request; nothing was done:"
+            " use a new key for a new request"
+        )
+
+
+class IdempotencyInFlight(Problem):
+    """A request with the same ``Idempotency-Key`` is still running."""
+
+    kind = "idempotency-in-flight"
+    title = "Request in flight"
+    retry_after = 1
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a request with this Idempotency-Key is still running; nothing was done:"
+            " retry it shortly to get its answer"
+        )
 
 
 class PayloadTooLarge(Problem):

@@ -5,7 +5,8 @@ and the invariants of ``model.invariants`` (``service.http.validation``); each a
 typed and normalized. What remains is exactly one store call, one atomic transition. A
 handler's signature says what it takes: ``store``, ``caller``, ``body`` and the
 operation's parameters by name. Adding an operation means: the spec, one handler here,
-one store method per backend, and the model.
+one store method per backend, and the model. A write says how it answers once
+(``answering``): with an Idempotency-Key, that answer is stored with its effect.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from service.auth import Caller, new_key
 from service.http import docs
 from service.http.conditions import parse_if_match
 from service.http.cursors import decode_cursor, encode_cursor
+from service.http.idempotency import answering
 from service.http.responses import item_response, json_response
 from service.http.routing import Handler
 from service.http.spec import SPEC_PATH
 from service.http.validation import Check, Decode
-from service.store import Author, PageRequest, Store
+from service.store import Author, Item, PageRequest, Store
 
 HANDLERS: dict[str, Handler] = {}
 """Every handler, by the operationId it serves (filled in by ``serves``)."""
@@ -61,7 +63,10 @@ def serves(operation_id: str) -> Callable[[Handler], Handler]:
 async def create_item(
     store: Store, author: Author, body: Annotated[NewItem, Check(check_create)]
 ) -> web.Response:
-    item = await store.create_item(author, body)
+    return _created(await store.create_item(answering(author, _created), body))
+
+
+def _created(item: Item) -> web.Response:
     return item_response(item, status=201, headers={"Location": f"/items/{item.id}"})
 
 
@@ -92,20 +97,30 @@ async def update_item(
     if_match: IfMatch,
     body: Annotated[ItemChanges, Check(check_update)],
 ) -> web.Response:
+    author = answering(author, item_response)
     return item_response(await store.update_item(author, item_id, body, if_match))
 
 
 @serves("deleteItem")
 async def delete_item(store: Store, author: Author, item_id: str, reason: Reason) -> web.Response:
-    await store.delete_item(author, item_id, reason)
+    await store.delete_item(answering(author, _deleted), item_id, reason)
+    return _deleted(None)
+
+
+def _deleted(_: None) -> web.Response:
     return web.Response(status=204)
 
 
 @serves("adjustItem")
 async def adjust_item(
-    store: Store, author: Author, item_id: str, body: Annotated[Adjustment, Check(check_adjustment)]
+    store: Store,
+    author: Author,
+    item_id: str,
+    if_match: IfMatch,
+    body: Annotated[Adjustment, Check(check_adjustment)],
 ) -> web.Response:
-    return item_response(await store.adjust_item(author, item_id, body))
+    author = answering(author, item_response)
+    return item_response(await store.adjust_item(author, item_id, body, if_match))
 
 
 @serves("listItemEvents")
@@ -127,12 +142,15 @@ async def list_events(
 
 
 @serves("createKey")
-async def create_key(store: Store, caller: Caller, body: dict[str, str]) -> web.Response:
-    key, secret = new_key(caller.tenant, body["role"])
-    await store.add_key(key)
-    return json_response(
-        {**key.as_json(), "key": secret}, status=201, headers={"Location": f"/keys/{key.id}"}
-    )
+async def create_key(store: Store, author: Author, body: dict[str, str]) -> web.Response:
+    key, secret = new_key(author.tenant, body["role"])
+
+    def created(_: None) -> web.Response:
+        body = {**key.as_json(), "key": secret}
+        return json_response(body, status=201, headers={"Location": f"/keys/{key.id}"})
+
+    await store.add_key(key, answering(author, created))
+    return created(None)
 
 
 @serves("listKeys")

@@ -15,6 +15,8 @@ from aiohttp import web
 from service.http.conditions import etag
 from service.problems import (
     Forbidden,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
     MethodNotAllowed,
     NameTaken,
     NotFound,
@@ -39,10 +41,12 @@ STATUS: Mapping[type[Problem], int] = {
     MethodNotAllowed: 405,
     NameTaken: 409,
     QuantityOutOfRange: 409,
+    IdempotencyInFlight: 409,
     RequestTimeout: 408,
     PreconditionFailed: 412,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
+    IdempotencyKeyReused: 422,
     Unavailable: 503,
 }
 """The status of each kind of problem; any other (``Problem`` itself) is a 500."""
@@ -107,7 +111,7 @@ def _problem_headers(problem: Problem) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="inventory"'}
     if isinstance(problem, MethodNotAllowed):
         return {"Allow": ", ".join(problem.allowed)}
-    if isinstance(problem, Unavailable):
+    if isinstance(problem, Unavailable | IdempotencyInFlight):
         return {"Retry-After": str(problem.retry_after)}
     return {}
 

@@ -3,7 +3,8 @@
 ``bind`` refuses to start when an operation has no handler, a handler no operation, or a
 handler's arguments do not fit its operation (``validation.Arguments.of``). Each route runs
 the same pipeline: authenticate (401) -> authorize (403) -> read and validate the request
-(415/413/400) -> handler.
+(415/413/400) -> handler, whose write carries the request's Idempotency-Key, if any
+(``service.http.idempotency``); a replayed answer is sent as stored.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 from service.auth import Caller, authenticate, authorize
+from service.http import idempotency
 from service.http.request_ids import request_id_of
 from service.http.spec import Operation, SpecMismatch
-from service.http.validation import Arguments, read_arguments
+from service.http.validation import IDEMPOTENCY_KEY, Arguments, read_arguments
 from service.store import Author, Store
+from service.store.idempotency import Replay
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -52,25 +55,42 @@ async def _continue_later(request: web.Request) -> None:
 
 
 def _endpoint(arguments: Arguments, handler: Handler) -> Endpoint:
-    role = arguments.operation.role
-    if arguments.context - {"store"} and role is None:
-        raise SpecMismatch(f"{arguments.operation.operation_id} is public but takes a caller")
+    operation = arguments.operation
+    if arguments.context - {"store"} and operation.role is None:
+        raise SpecMismatch(f"{operation.operation_id} is public but takes a caller")
+    keyed = any(p.key == IDEMPOTENCY_KEY for p in operation.parameters)
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
-        request[_OPERATION_ID] = arguments.operation.operation_id
-        store = request.app[STORE]
-        context: dict[str, Any] = {"store": store}
-        if role is not None:
-            caller = await authenticate(store, request.headers.getall("Authorization", []))
+        request[_OPERATION_ID] = operation.operation_id
+        context: dict[str, Any] = {"store": request.app[STORE]}
+        if operation.role is not None:
+            caller = await authenticate(
+                context["store"], request.headers.getall("Authorization", [])
+            )
             request[_CALLER] = caller
-            authorize(caller, role)
+            authorize(caller, operation.role)
             context["caller"] = caller
-            context["author"] = Author(caller.tenant, caller.key_id, request_id_of(request))
         values = await read_arguments(request, arguments)
-        return await handler(**values, **{name: context[name] for name in arguments.context})
+        if operation.role is not None:
+            context["author"] = _author(request, context["caller"], keyed, values)
+        try:
+            return await handler(**values, **{name: context[name] for name in arguments.context})
+        except Replay as replay:
+            return idempotency.replayed(replay.answer)
 
-    endpoint.__name__ = arguments.operation.operation_id
+    endpoint.__name__ = operation.operation_id
     return endpoint
+
+
+def _author(request: web.Request, caller: Caller, keyed: bool, values: dict[str, Any]) -> Author:
+    """Who makes the change, in which request, with which Idempotency-Key (if any)."""
+    request_id = request_id_of(request)
+    raw = request.headers.get(idempotency.HEADER) if keyed else None
+    claim = None
+    if raw is not None:
+        key = idempotency.key_of(raw)
+        claim = idempotency.claim(key, request[_OPERATION_ID], values, request_id)
+    return Author(caller.tenant, caller.key_id, request_id, claim)
 
 
 def operation_id_of(request: BaseRequest) -> str | None:

@@ -48,8 +48,10 @@ and the schema validator gives up at about 256 levels with an error, not an answ
 TOO_DEEP = f"is nested more than {MAX_DEPTH} levels deep"
 CONTEXT_ARGUMENTS = frozenset({"store", "caller", "author"})
 """Arguments the router supplies, not the request."""
-OWN_PARAMETERS = frozenset({f"header.{HEADER.lower()}"})
-"""Parameters the HTTP layer reads itself (the request id, ``request_ids``): no handler's."""
+IDEMPOTENCY_KEY = "header.idempotency-key"
+OWN_PARAMETERS = frozenset({f"header.{HEADER.lower()}", IDEMPOTENCY_KEY})
+"""Parameters the HTTP layer reads itself (the request id, ``request_ids``; the
+Idempotency-Key, ``routing``): no handler's. The contract still checks their form."""
 
 
 @dataclass(frozen=True)

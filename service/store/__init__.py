@@ -7,6 +7,7 @@ errors of ``service.problems`` and imports no web framework.
 
 from __future__ import annotations
 
+from service.store.idempotency import DEFAULT_TTL
 from service.store.postgres import PostgresStore
 from service.store.protocol import StateReader, Store
 from service.store.records import (
@@ -42,8 +43,9 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-async def open_store(url: str) -> Store:
-    """Open (and migrate) the database that ``url`` names."""
+async def open_store(url: str, idempotency_ttl: float = DEFAULT_TTL) -> Store:
+    """Open (and migrate) the database that ``url`` names; stored answers of
+    Idempotency-Keys are kept ``idempotency_ttl`` seconds."""
     if is_postgres(url):
-        return await PostgresStore.open(url)
-    return await SqliteStore.open(sqlite_path(url))
+        return await PostgresStore.open(url, idempotency_ttl=idempotency_ttl)
+    return await SqliteStore.open(sqlite_path(url), idempotency_ttl)

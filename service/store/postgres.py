@@ -17,21 +17,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
 from service import metrics
 from service.ids import new_id
-from service.problems import NameTaken, NotFound
-from service.store import records, shared
+from service.problems import IdempotencyInFlight, NameTaken, NotFound, Rejected
+from service.store import idempotency, records, shared
 from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow
+from service.store.idempotency import Refused
 from service.store.protocol import StateReader
 from service.store.records import ApiKey, Author, Event, Item, utc_now
+
+T = TypeVar("T")
+Change = Callable[..., Awaitable[T]]
 
 log = logging.getLogger("inventory")
 _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time
@@ -40,6 +44,11 @@ _CHANNEL = "inventory_events"
 _ANY_EVENT = "SELECT 1 FROM events WHERE tenant = $1 AND item_id = $2 LIMIT 1"
 _HISTORY = shared.history_query(lambda n: f"${n}")
 _FEED = shared.feed_query(lambda n: f"${n}")
+_FIND_ANSWER = idempotency.find_query(lambda n: f"${n}")
+_STORE_ANSWER = idempotency.store_statement(lambda n: f"${n}")
+_PURGE_ANSWERS = idempotency.purge_statement(lambda n: f"${n}")
+_KEY_LOCKS = 0x1DE4  # pg_try_advisory_xact_lock(_KEY_LOCKS, hash): one request per key at a time
+_LOCK_KEY = f"SELECT pg_try_advisory_xact_lock({_KEY_LOCKS}, hashtext($1 || chr(10) || $2))"
 _LIMIT_RETRY = 0.02  # seconds between tries for a connection while at the server's limit
 _NO_TIMEOUTS = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"  # migrate, import
 _FAULTS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, int], ...] = (
@@ -140,17 +149,22 @@ class PostgresStore(_StateReads):
 
     migrations_applied: tuple[str, ...] = ()
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, ttl: float) -> None:
         timed = _TimedPool(pool)
         super().__init__(timed)
         self._pool = timed
         self._signal = FeedSignal()
         self._listener = _Listener(url, self._signal)
         self._readiness = Readiness(self._probe)
+        self._ttl = ttl
+        self.answers = idempotency.Purger(ttl, self._purge_answers)
 
     @classmethod
-    async def open(cls, url: str, max_size: int = 10) -> PostgresStore:
-        """Connect a pool and a listener for the feed, and bring the schema up to date."""
+    async def open(
+        cls, url: str, max_size: int = 10, idempotency_ttl: float = idempotency.DEFAULT_TTL
+    ) -> PostgresStore:
+        """Connect a pool and a listener for the feed, bring the schema up to date, and
+        start purging expired idempotency records."""
         budget_ms = round(wait_budget() * 1000)
         timeouts = {"lock_timeout": str(budget_ms), "statement_timeout": str(2 * budget_ms)}
         pool = await asyncpg.create_pool(  # min_size 0: no floor for asyncpg to restore in the
@@ -165,23 +179,17 @@ class PostgresStore(_StateReads):
         try:
             async with pool.acquire() as db:
                 applied = await migrate(db)
-            store = cls(pool, url)
+            store = cls(pool, url, idempotency_ttl)
             await store._listener.start()
         except BaseException:
             await pool.close()
             raise
         store.migrations_applied = tuple(applied)
+        store.answers.start()
         return store
 
     async def create_item(self, author: Author, fields: NewItem) -> Item:
-        name, now = fields["name"], utc_now()
-        async with _unique_name(name):
-            row = await self._pool.fetchrow(
-                _CREATE, *_who(author, fields.get("reason")),
-                new_id(), name, name_key(name), fields["qty"], now,
-            )  # fmt: skip
-        self._signal.wake(author.tenant)
-        return Item(*row)
+        return await self._logged(author, _create_item, fields)
 
     async def get_item(self, tenant: str, item_id: str) -> Item:
         row = await self._pool.fetchrow(_SELECT_ITEM, item_id, tenant)
@@ -196,36 +204,15 @@ class PostgresStore(_StateReads):
     async def update_item(
         self, author: Author, item_id: str, changes: ItemChanges, expected: records.Versions
     ) -> Item:
-        async with self._pool.acquire() as db, db.transaction():
-            row = await db.fetchrow(f"{_SELECT_ITEM} FOR UPDATE", item_id, author.tenant)
-            current = shared.updatable(Item(*row) if row else None, item_id, expected)
-            name, key, qty = shared.updated_values(current, changes)
-            async with _unique_name(name):
-                row = await db.fetchrow(
-                    _UPDATE, *_who(author, changes.get("reason")),
-                    name, key, qty, utc_now(), item_id, current.qty,
-                )  # fmt: skip
-        self._signal.wake(author.tenant)
-        return Item(*row)
+        return await self._logged(author, _update_item, item_id, changes, expected)
 
     async def delete_item(self, author: Author, item_id: str, reason: str | None) -> None:
-        await self._pool.execute(_DELETE, *_who(author, reason), item_id, utc_now())
-        self._signal.wake(author.tenant)
+        await self._logged(author, _delete_item, item_id, reason)
 
-    async def adjust_item(self, author: Author, item_id: str, adjustment: Adjustment) -> Item:
-        delta = adjustment["delta"]
-        async with self._pool.acquire() as db:
-            row = await db.fetchrow(
-                _ADJUST, *_who(author, adjustment.get("reason")),
-                delta, utc_now(), item_id, QTY_MAX,
-            )  # fmt: skip
-            if row is None:
-                qty = await db.fetchval(
-                    "SELECT qty FROM items WHERE id = $1 AND tenant = $2", item_id, author.tenant
-                )
-                raise shared.adjustment_refused(item_id, qty, delta)
-        self._signal.wake(author.tenant)
-        return Item(*row)
+    async def adjust_item(
+        self, author: Author, item_id: str, adjustment: Adjustment, expected: records.Versions
+    ) -> Item:
+        return await self._logged(author, _adjust_item, item_id, adjustment, expected)
 
     async def item_events(
         self, tenant: str, item_id: str, after: int, limit: int
@@ -243,11 +230,8 @@ class PostgresStore(_StateReads):
 
         return await follow(self._signal, tenant, wait, read)
 
-    async def add_key(self, key: ApiKey) -> None:
-        await self._pool.execute(
-            f"INSERT INTO api_keys ({shared.KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-            *shared.key_rows([key])[0],
-        )
+    async def add_key(self, key: ApiKey, author: Author | None = None) -> None:
+        await self._write(author, _add_key, key)
 
     async def find_key(self, key_id: str) -> ApiKey | None:
         row = await self._pool.fetchrow(
@@ -276,6 +260,11 @@ class PostgresStore(_StateReads):
             ):
                 await db.copy_records_to_table(table, columns=columns.split(", "), records=records)
             await db.execute(shared.FEEDS_FROM_EVENTS)
+            await db.copy_records_to_table(
+                "idempotency",
+                columns=idempotency.COLUMNS.split(", "),
+                records=idempotency.rows_of(state.answers),
+            )
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[StateReader]:
@@ -298,8 +287,128 @@ class PostgresStore(_StateReads):
                 raise asyncpg.ReadOnlySQLTransactionError("the database is read-only")
 
     async def close(self) -> None:
+        await self.answers.stop()
         await self._listener.close()
         await self._pool.close()
+
+    async def _logged(self, author: Author, change: Change[T], *args: Any) -> T:
+        """Run a change that appends its events, then wake this process's followers (the
+        NOTIFY wakes the others')."""
+        result = await self._write(author, change, *args)
+        self._signal.wake(author.tenant)
+        return result
+
+    async def _write(self, author: Author | None, change: Change[T], *args: Any) -> T:
+        """``change(db, author, *args)`` on a pooled connection, under its author's
+        Idempotency-Key if it has one (``_keyed``), whose problem is raised once the
+        transaction holding its record has committed."""
+        async with self._pool.acquire() as db:
+            if author is None or author.claim is None:
+                return await change(db, author, *args)
+            async with db.transaction():
+                expired = idempotency.cutoff(self._ttl)
+                result = await _keyed(db, author, expired, change, *args)
+        if isinstance(result, Refused):
+            raise result.problem
+        return result
+
+    async def _purge_answers(self, expired: str, limit: int) -> int:
+        status = await self._pool.execute(_PURGE_ANSWERS, expired, limit)
+        return int(status.split()[-1])
+
+
+async def _keyed(
+    db: asyncpg.Connection, author: Author, expired: str, change: Change[T], *args: Any
+) -> T | Refused:
+    """``change`` under ``author``'s Idempotency-Key, inside the caller's transaction: the
+    key's lock (held to commit; taken by another request: ``IdempotencyInFlight``), then the
+    stored answer replayed, or the change run in a savepoint and its answer stored."""
+    claim = author.claim
+    assert claim is not None
+    if not await db.fetchval(_LOCK_KEY, author.tenant, claim.key):
+        raise IdempotencyInFlight()
+    row = await db.fetchrow(_FIND_ANSWER, author.tenant, claim.key, expired)
+    if row is not None:
+        raise idempotency.replay_of(row, claim)
+    result: T | Refused
+    try:
+        async with db.transaction():
+            result = await change(db, author, *args)
+    except Rejected as problem:
+        result = Refused(problem)
+    answer = claim.render(result)
+    await db.execute(
+        _STORE_ANSWER, *idempotency.record_row(author.tenant, claim, answer, utc_now())
+    )
+    return result
+
+
+async def _create_item(db: asyncpg.Connection, author: Author, fields: NewItem) -> Item:
+    name = fields["name"]
+    async with _unique_name(name):
+        row = await db.fetchrow(
+            _CREATE, *_who(author, fields.get("reason")),
+            new_id(), name, name_key(name), fields["qty"], utc_now(),
+        )  # fmt: skip
+    return Item(*row)
+
+
+async def _update_item(
+    db: asyncpg.Connection,
+    author: Author,
+    item_id: str,
+    changes: ItemChanges,
+    expected: records.Versions,
+) -> Item:
+    async with db.transaction():
+        row = await db.fetchrow(f"{_SELECT_ITEM} FOR UPDATE", item_id, author.tenant)
+        current = shared.updatable(Item(*row) if row else None, item_id, expected)
+        name, key, qty = shared.updated_values(current, changes)
+        async with _unique_name(name):
+            row = await db.fetchrow(
+                _UPDATE, *_who(author, changes.get("reason")),
+                name, key, qty, utc_now(), item_id, current.qty,
+            )  # fmt: skip
+    return Item(*row)
+
+
+async def _delete_item(
+    db: asyncpg.Connection, author: Author, item_id: str, reason: str | None
+) -> None:
+    await db.execute(_DELETE, *_who(author, reason), item_id, utc_now())
+
+
+async def _adjust_item(
+    db: asyncpg.Connection,
+    author: Author,
+    item_id: str,
+    adjustment: Adjustment,
+    expected: records.Versions,
+) -> Item:
+    """One conditional UPDATE; with If-Match, in a transaction that first locks the row and
+    checks its version (404 and 412 come before the range is looked at)."""
+    if expected is not None:
+        async with db.transaction():
+            row = await db.fetchrow(f"{_SELECT_ITEM} FOR UPDATE", item_id, author.tenant)
+            shared.updatable(Item(*row) if row else None, item_id, expected)
+            return await _adjust_item(db, author, item_id, adjustment, None)
+    delta = adjustment["delta"]
+    row = await db.fetchrow(
+        _ADJUST, *_who(author, adjustment.get("reason")), delta, utc_now(), item_id, QTY_MAX
+    )
+    if row is None:
+        qty = await db.fetchval(
+            "SELECT qty FROM items WHERE id = $1 AND tenant = $2", item_id, author.tenant
+        )
+        raise shared.adjustment_refused(item_id, qty, delta)
+    return Item(*row)
+
+
+async def _add_key(db: asyncpg.Connection, author: Author | None, key: ApiKey) -> None:
+    await db.execute(
+        f"INSERT INTO api_keys ({shared.KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
+        *shared.key_rows([key])[0],
+    )
 
 
 def _who(author: Author, reason: str | None) -> tuple[str, str | None, str, str | None]:

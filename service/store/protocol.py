@@ -4,6 +4,11 @@ Handlers talk to storage only through this protocol. Every write method is one a
 transaction that validates inside the transaction (uniqueness, range, version) and raises
 a ``service.problems`` error, changing nothing, when the transition is rejected. Every
 successful change of an item appends its event to the ledger in that same transaction.
+
+A write whose ``author`` carries an Idempotency-Key ``Claim`` may instead raise ``Replay``
+(the key's stored answer) or ``IdempotencyKeyReused``, and on PostgreSQL
+``IdempotencyInFlight``, changing nothing; otherwise its answer is stored with its effect
+(``service.store.idempotency``).
 """
 
 from __future__ import annotations
@@ -73,8 +78,11 @@ class Store(StateReader, Protocol):
         """Delete the item if the tenant has it."""
         ...
 
-    async def adjust_item(self, author: Author, item_id: str, adjustment: Adjustment) -> Item:
-        """Add the delta to qty, version + 1; raises NotFound, QuantityOutOfRange."""
+    async def adjust_item(
+        self, author: Author, item_id: str, adjustment: Adjustment, expected: Versions
+    ) -> Item:
+        """Add the delta to qty, version + 1; raises NotFound, PreconditionFailed,
+        QuantityOutOfRange."""
         ...
 
     async def item_events(self, tenant: str, item_id: str, after: int, limit: int) -> EventPage:
@@ -86,8 +94,8 @@ class Store(StateReader, Protocol):
         to ``wait`` seconds for one to commit."""
         ...
 
-    async def add_key(self, key: ApiKey) -> None:
-        """Store a new API key record."""
+    async def add_key(self, key: ApiKey, author: Author | None = None) -> None:
+        """Store a new API key record (made by ``author``'s request, if any)."""
         ...
 
     async def find_key(self, key_id: str) -> ApiKey | None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from service.store.idempotency import Claim, Record
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -63,6 +65,8 @@ class Author:
     tenant: str
     key_id: str
     request_id: str | None = None
+    claim: Claim | None = None
+    """The request's ``Idempotency-Key``, if it came with one (``service.store.idempotency``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +114,13 @@ class EventPage:
 
 @dataclass
 class State:
-    """A whole state: every key, every item and every event, each with its tenant."""
+    """A whole state: every key, item, event and kept answer, each with its tenant."""
 
     keys: list[ApiKey] = field(default_factory=list)
     items: list[tuple[str, Item]] = field(default_factory=list)
     events: list[tuple[str, Event]] = field(default_factory=list)
+    answers: list[Record] = field(default_factory=list)
+    """The stored answers of Idempotency-Keys not yet expired."""
 
 
 Versions = frozenset[int] | None

@@ -30,10 +30,11 @@ import aiosqlite
 from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
 from service import metrics
 from service.ids import new_id
-from service.problems import NameTaken, NotFound
-from service.store import records, shared
+from service.problems import NameTaken, NotFound, Rejected
+from service.store import idempotency, records, shared
 from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow
+from service.store.idempotency import Refused
 from service.store.protocol import StateReader
 from service.store.records import ApiKey, Author, Event, Item, utc_now
 
@@ -53,6 +54,9 @@ _HISTORY = shared.history_query(lambda _: "?")
 _FEED = shared.feed_query(lambda _: "?")
 _NEXT_SEQ = shared.next_seq(lambda _: "?")
 _APPEND_EVENT = f"INSERT INTO events ({shared.EVENT_ROW_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_FIND_ANSWER = idempotency.find_query(lambda _: "?")
+_STORE_ANSWER = idempotency.store_statement(lambda _: "?")
+_PURGE_ANSWERS = idempotency.purge_statement(lambda _: "?")
 
 
 def sqlite_path(url: str) -> str:
@@ -117,17 +121,22 @@ class SqliteStore(_StateReads):
 
     migrations_applied: tuple[str, ...] = ()
 
-    def __init__(self, path: str, writer: _WriterThread, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self, path: str, writer: _WriterThread, reader: aiosqlite.Connection, ttl: float
+    ) -> None:
         super().__init__(reader)
         self._path = path
         self._writer = writer
         self._batcher = _GroupCommit(writer)
         self._signal = FeedSignal()
         self._readiness = Readiness(self._probe)
+        self._ttl = ttl
+        self.answers = idempotency.Purger(ttl, self._purge_answers)
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStore:
-        """Open the file (created if missing) and bring its schema up to date."""
+    async def open(cls, path: str, idempotency_ttl: float = idempotency.DEFAULT_TTL) -> SqliteStore:
+        """Open the file (created if missing), bring its schema up to date, and start
+        purging expired idempotency records."""
         writer = await _WriterThread.open(path)
         try:
             applied = await writer.run(migrate)
@@ -135,8 +144,9 @@ class SqliteStore(_StateReads):
         except BaseException:
             await writer.close()
             raise
-        store = cls(path, writer, reader)
+        store = cls(path, writer, reader, idempotency_ttl)
         store.migrations_applied = tuple(applied)
+        store.answers.start()
         return store
 
     async def create_item(self, author: Author, fields: NewItem) -> Item:
@@ -160,8 +170,10 @@ class SqliteStore(_StateReads):
     async def delete_item(self, author: Author, item_id: str, reason: str | None) -> None:
         await self._logged(author, _delete_item, item_id, reason)
 
-    async def adjust_item(self, author: Author, item_id: str, adjustment: Adjustment) -> Item:
-        return await self._logged(author, _adjust_item, item_id, adjustment)
+    async def adjust_item(
+        self, author: Author, item_id: str, adjustment: Adjustment, expected: records.Versions
+    ) -> Item:
+        return await self._logged(author, _adjust_item, item_id, adjustment, expected)
 
     async def item_events(
         self, tenant: str, item_id: str, after: int, limit: int
@@ -180,8 +192,11 @@ class SqliteStore(_StateReads):
 
         return await follow(self._signal, tenant, wait, read)
 
-    async def add_key(self, key: ApiKey) -> None:
-        await self._batcher.write(_add_keys, [key])
+    async def add_key(self, key: ApiKey, author: Author | None = None) -> None:
+        if author is None:
+            await self._batcher.write(_add_keys, [key])
+        else:
+            await self._write(author, _add_key, key)
 
     async def find_key(self, key_id: str) -> ApiKey | None:
         rows = await self._fetch(f"SELECT {shared.KEY_COLUMNS} FROM api_keys WHERE id = ?", key_id)
@@ -212,15 +227,31 @@ class SqliteStore(_StateReads):
         await self._batcher.write(_rewrite_user_version)
 
     async def close(self) -> None:
+        await self.answers.stop()
         await self._batcher.close()
         await self._reader.close()
         await self._writer.close()
 
     async def _logged(self, author: Author, transition: Callable[..., T], *args: Any) -> T:
         """Run a transition that appends its events, then wake the tenant's followers."""
-        result = await self._batcher.write(transition, author, *args)
+        result = await self._write(author, transition, *args)
         self._signal.wake(author.tenant)
         return result
+
+    async def _write(self, author: Author, transition: Callable[..., T], *args: Any) -> T:
+        """Run ``transition(db, author, *args)`` in the next batch, under its author's
+        Idempotency-Key if it has one (``_keyed``)."""
+        if author.claim is None:
+            return await self._batcher.write(transition, author, *args)
+        expired = idempotency.cutoff(self._ttl)
+        result = await self._batcher.write(_keyed, author, expired, transition, *args)
+        if isinstance(result, Refused):
+            raise result.problem  # its record committed; the change did not
+        kept: T = result
+        return kept
+
+    async def _purge_answers(self, expired: str, limit: int) -> int:
+        return await self._batcher.write(_purge_answers, expired, limit)
 
 
 class _WriterThread:
@@ -482,9 +513,15 @@ def _update_item(
 
 
 def _adjust_item(
-    db: sqlite3.Connection, author: Author, item_id: str, adjustment: Adjustment
+    db: sqlite3.Connection,
+    author: Author,
+    item_id: str,
+    adjustment: Adjustment,
+    expected: records.Versions,
 ) -> Item:
     delta = adjustment["delta"]
+    if expected is not None:  # If-Match: 404 or 412 before the range is looked at
+        shared.updatable(_fetch_item(db, author.tenant, item_id), item_id, expected)
     row = db.execute(
         "UPDATE items SET qty = qty + ?, version = version + 1, updated_at = ?"
         " WHERE id = ? AND tenant = ? AND qty + ? BETWEEN 0 AND ?"
@@ -518,6 +555,37 @@ def _append(
     db.execute(_APPEND_EVENT, shared.event_values(author, seq, item, kind, delta, reason))
 
 
+def _keyed(
+    db: sqlite3.Connection,
+    author: Author,
+    expired: str,
+    transition: Callable[..., Any],
+    *args: Any,
+) -> Any:
+    """``transition`` under ``author``'s Idempotency-Key: the stored answer replayed, or the
+    transition run in a savepoint and its answer stored beside its effect (the module
+    docstring of ``service.store.idempotency``)."""
+    claim = author.claim
+    assert claim is not None
+    row = db.execute(_FIND_ANSWER, (author.tenant, claim.key, expired)).fetchone()
+    if row is not None:
+        raise idempotency.replay_of(row, claim)
+    db.execute("SAVEPOINT effect")
+    try:
+        result = transition(db, author, *args)
+    except Rejected as problem:
+        db.execute("ROLLBACK TO effect")
+        result = Refused(problem)
+    db.execute("RELEASE effect")
+    answer = claim.render(result)
+    db.execute(_STORE_ANSWER, idempotency.record_row(author.tenant, claim, answer, utc_now()))
+    return result
+
+
+def _purge_answers(db: sqlite3.Connection, expired: str, limit: int) -> int:
+    return db.execute(_PURGE_ANSWERS, (expired, limit)).rowcount
+
+
 def _rewrite_user_version(db: sqlite3.Connection) -> None:
     """The smallest real write: the header's user_version (unused) set to its own value."""
     (version,) = db.execute("PRAGMA user_version").fetchone()
@@ -529,6 +597,11 @@ def _add_keys(db: sqlite3.Connection, keys: Sequence[ApiKey]) -> None:
         f"INSERT INTO api_keys ({shared.KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
         shared.key_rows(keys),
     )
+
+
+def _add_key(db: sqlite3.Connection, author: Author, key: ApiKey) -> None:
+    """A key added by a request (``author``): the transition ``_keyed`` may wrap."""
+    _add_keys(db, [key])
 
 
 def _revoke_key(db: sqlite3.Connection, tenant: str | None, key_id: str) -> bool:
@@ -550,6 +623,10 @@ def _import_state(db: sqlite3.Connection, state: records.State) -> None:
     )
     db.executemany(_APPEND_EVENT, shared.event_rows(state.events))
     db.execute(shared.FEEDS_FROM_EVENTS)
+    db.executemany(
+        f"INSERT INTO idempotency ({idempotency.COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        idempotency.rows_of(state.answers),
+    )
 
 
 @contextmanager
