@@ -90,10 +90,13 @@ class Inventory:
 
     items: Mapping[str, Item] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
+    answers: Mapping[tuple[str, str], tuple[object, Outcome]] = field(default_factory=dict)
+    """Each (tenant, Idempotency-Key) used: the request it came with, and its outcome."""
 
     def __post_init__(self) -> None:
-        # Snapshot whatever mapping was given, so no one holding it can change this state.
+        # Snapshot whatever mappings were given, so no one holding one can change this state.
         object.__setattr__(self, "items", MappingProxyType(dict(self.items)))
+        object.__setattr__(self, "answers", MappingProxyType(dict(self.answers)))
 
     @classmethod
     def empty(cls) -> Inventory:
@@ -102,11 +105,11 @@ class Inventory:
 
     def put(self, item: Item) -> Inventory:
         """The inventory with ``item`` added or replaced."""
-        return Inventory({**self.items, item.id: item}, self.events)
+        return replace(self, items={**self.items, item.id: item})
 
     def remove(self, item_id: str) -> Inventory:
         """The inventory without the item ``item_id``."""
-        return Inventory({k: v for k, v in self.items.items() if k != item_id}, self.events)
+        return replace(self, items={k: v for k, v in self.items.items() if k != item_id})
 
     def logged(
         self, item: Item, kind: str, delta: int, reason: str | None, by: Caller
@@ -116,7 +119,7 @@ class Inventory:
         event = Event(
             item.tenant, seq, item.id, kind, item.version, item.qty, delta, item.name, reason, by
         )
-        return Inventory(self.items, (*self.events, event))
+        return replace(self, events=(*self.events, event))
 
     def history(self, tenant: str, item_id: str) -> tuple[Event, ...]:
         """The item's events, oldest first."""
@@ -173,11 +176,12 @@ class DeleteItem:
 
 @dataclass(frozen=True)
 class AdjustItem:
-    """Add a delta to an item's quantity."""
+    """Add a delta to an item's quantity; ``expected_version`` is the If-Match condition."""
 
     caller: Caller
     item_id: str
     body: object
+    expected_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -196,8 +200,22 @@ class ListEvents:
     after: int = 0
 
 
+@dataclass(frozen=True)
+class Keyed:
+    """A write sent with an Idempotency-Key (``key``, as the header names it)."""
+
+    key: str
+    command: CreateItem | UpdateItem | DeleteItem | AdjustItem
+
+    @property
+    def caller(self) -> Caller:
+        """Who sends it."""
+        return self.command.caller
+
+
 Command = (
     CreateItem
+    | Keyed
     | GetItem
     | ListItems
     | UpdateItem
@@ -219,6 +237,8 @@ class Outcome:
     events: tuple[Event, ...] | None = None
     problem: str | None = None
     fields: frozenset[str] = frozenset()
+    replayed: bool = False
+    """The outcome an earlier request with the same Idempotency-Key stored, given again."""
 
 
 def _rejected(status: int, problem: str, fields: frozenset[str] = frozenset()) -> Outcome:
@@ -237,6 +257,8 @@ def items_of(state: Inventory, tenant: str) -> tuple[Item, ...]:
 
 def apply(state: Inventory, command: Command) -> tuple[Inventory, Outcome]:
     """The state after ``command``, and the outcome the caller sees."""
+    if isinstance(command, Keyed):
+        return _keyed(state, command)
     needed = "reader" if isinstance(command, _Read) else "writer"
     if not role_includes(command.caller.role, needed):
         return state, _FORBIDDEN
@@ -262,6 +284,42 @@ def apply(state: Inventory, command: Command) -> tuple[Inventory, Outcome]:
             return state, Outcome(200, events=history) if history else _NOT_FOUND
         case ListEvents():
             return state, Outcome(200, events=state.feed(command.caller.tenant, command.after))
+
+
+_NOT_STORED = frozenset({400, 403})
+"""Outcomes decided before the store is reached: an Idempotency-Key does not keep them."""
+
+
+def _keyed(state: Inventory, keyed: Keyed) -> tuple[Inventory, Outcome]:
+    """A write under an Idempotency-Key: answered as before if its key was used (for the
+    same request; another is 422), else applied and its outcome kept with its key."""
+    after, outcome = apply(state, keyed.command)
+    if outcome.status in _NOT_STORED:
+        return state, outcome
+    scope, request = (keyed.command.caller.tenant, keyed.key), _request_of(keyed.command)
+    if scope in state.answers:
+        earlier, answer = state.answers[scope]
+        if earlier != request:
+            return state, _rejected(422, "idempotency-key-reused")
+        return state, replace(answer, replayed=True)
+    return replace(after, answers={**after.answers, scope: (request, outcome)}), outcome
+
+
+def _request_of(command: CreateItem | UpdateItem | DeleteItem | AdjustItem) -> object:
+    """What makes two valid writes the same request: the operation, its item, its
+    condition, and its fields as they are kept (normalized; member order does not count)."""
+    match command:
+        case CreateItem():
+            return "create", sorted(check_create(command.body).items())  # type: ignore[arg-type]
+        case UpdateItem():
+            fields = sorted(check_update(command.body).items())  # type: ignore[arg-type]
+            return "update", command.item_id, fields, command.expected_version
+        case AdjustItem():
+            fields = sorted(check_adjustment(command.body).items())  # type: ignore[arg-type]
+            return "adjust", command.item_id, fields, command.expected_version
+        case DeleteItem():
+            reason = None if command.reason is None else check_reason(command.reason)
+            return "delete", command.item_id, reason
 
 
 def _delete(state: Inventory, command: DeleteItem) -> tuple[Inventory, Outcome]:
@@ -333,6 +391,8 @@ def _adjust(
     item = _find(state, command.caller, command.item_id)
     if item is None:
         return state, _NOT_FOUND
+    if command.expected_version is not None and command.expected_version != item.version:
+        return state, _rejected(412, "precondition-failed")
     qty = item.qty + fields["delta"]
     if not 0 <= qty <= QTY_MAX:
         return state, _rejected(409, "quantity-out-of-range")

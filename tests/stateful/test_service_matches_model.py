@@ -27,6 +27,7 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     multiple,
+    precondition,
     rule,
 )
 
@@ -41,6 +42,7 @@ from model.reference import (
     GetItem,
     Inventory,
     Item,
+    Keyed,
     ListItemEvents,
     ListItems,
     Outcome,
@@ -130,6 +132,17 @@ def _sendable(value: object) -> bool:
     )
 
 
+# Idempotency-Keys, as sent: few, so that both tenants reuse them, for the same request (a
+# replay) and for others (422); '"k1"' is k1 in the draft's quoted form.
+idempotency_keys = st.none() | st.sampled_from(["k1", '"k1"', "k2", "k3"])
+Write = CreateItem | UpdateItem | DeleteItem | AdjustItem
+
+
+def _keyed(command: Write, key: str | None) -> Command:
+    """``command``, sent with the Idempotency-Key header ``key`` (if any)."""
+    return command if key is None else Keyed(key.strip('"'), command)
+
+
 # Who sends a command about an existing item: its owner mostly, sometimes the other
 # tenant (must see 404 / change nothing), sometimes acme's reader (403 on writes).
 senders = st.sampled_from(["owner", "owner", "owner", "other tenant", "reader"])
@@ -152,6 +165,8 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         super().__init__()
         self.model = Inventory.empty()
         self.cursors = {"acme": "0", "globex": "0"}  # each tenant's follower resumes here
+        self.first_answers: dict[tuple[str, str], bytes] = {}  # each kept answer, as sent
+        self.keyed_requests: list[tuple[Command, str, str, object, dict[str, str]]] = []
 
     @initialize()
     def start_from_empty(self) -> None:
@@ -164,10 +179,14 @@ class ServiceMatchesModel(RuleBasedStateMachine):
     # --- creating ------------------------------------------------------------------------
 
     @rule(
-        target=ids, caller=st.sampled_from([ACME, GLOBEX]), name=valid_names, qty=valid_quantities
+        target=ids,
+        caller=st.sampled_from([ACME, GLOBEX]),
+        name=valid_names,
+        qty=valid_quantities,
+        key=idempotency_keys,
     )
-    def create(self, caller: Caller, name: str, qty: int) -> Any:
-        return self._create(caller, {"name": name, "qty": qty})
+    def create(self, caller: Caller, name: str, qty: int, key: str | None) -> Any:
+        return self._create(caller, {"name": name, "qty": qty}, key)
 
     @rule(target=ids, caller=st.sampled_from([ACME, GLOBEX]), name=valid_names, reason=valid_names)
     def create_with_a_reason(self, caller: Caller, name: str, reason: str) -> Any:
@@ -231,11 +250,19 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         qty=st.none() | valid_quantities,
         if_match=st.sampled_from(["none", "current", "stale"]),
         reason=st.none() | valid_names,
+        key=idempotency_keys,
     )
     def update(
-        self, item_id: str, sender: str, name: object, qty: object, if_match: str, reason: object
+        self,
+        item_id: str,
+        sender: str,
+        name: object,
+        qty: object,
+        if_match: str,
+        reason: object,
+        key: str | None,
     ) -> None:
-        self._update(item_id, sender, name, qty, if_match, reason)
+        self._update(item_id, sender, name, qty, if_match, reason, key)
 
     @rule(
         item_id=ids,
@@ -245,11 +272,27 @@ class ServiceMatchesModel(RuleBasedStateMachine):
     def update_with_invalid_fields(self, item_id: str, name: object, qty: object) -> None:
         self._update(item_id, "owner", name, qty, "none")
 
-    @rule(item_id=ids, sender=senders, delta=valid_deltas, reason=st.none() | valid_names)
-    def adjust(self, item_id: str, sender: str, delta: int, reason: str | None) -> None:
-        self._adjust(
-            item_id, sender, {"delta": delta} | ({} if reason is None else {"reason": reason})
-        )
+    @rule(
+        item_id=ids,
+        sender=senders,
+        delta=valid_deltas,
+        reason=st.none() | valid_names,
+        if_match=st.sampled_from(["none", "none", "current", "stale"]),
+        key=idempotency_keys,
+    )
+    def adjust(
+        self,
+        item_id: str,
+        sender: str,
+        delta: int,
+        reason: str | None,
+        if_match: str,
+        key: str | None,
+    ) -> None:
+        body: dict[str, object] = {"delta": delta}
+        if reason is not None:
+            body["reason"] = reason
+        self._adjust(item_id, sender, body, if_match, key)
 
     @rule(item_id=ids, delta=invalid_deltas | valid_deltas, reason=st.none() | invalid_names)
     def adjust_with_invalid_fields(self, item_id: str, delta: object, reason: object) -> None:
@@ -268,12 +311,31 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         self._expect(DeleteItem(caller, item_id), self.clients[caller].delete(f"/items/{item_id}"))
         return item_id
 
-    @rule(item_id=ids | deleted, reason=valid_names | invalid_names.filter(_sendable))
-    def delete_with_a_reason(self, item_id: str, reason: str) -> None:
+    @rule(
+        item_id=ids | deleted,
+        reason=valid_names | invalid_names.filter(_sendable),
+        key=idempotency_keys,
+    )
+    def delete_with_a_reason(self, item_id: str, reason: str, key: str | None) -> None:
         """A valid reason is stored with the event; an invalid one is a 400 changing nothing."""
         caller = self._sender(item_id, "owner")
-        response = self.clients[caller].delete(f"/items/{item_id}", params={"reason": reason})
-        self._expect(DeleteItem(caller, item_id, reason), response)
+        response = self.clients[caller].delete(
+            f"/items/{item_id}", params={"reason": reason}, headers=_key_header(key)
+        )
+        self._expect(_keyed(DeleteItem(caller, item_id, reason), key), response)
+
+    # --- idempotent retries --------------------------------------------------------------
+
+    @precondition(lambda self: self.keyed_requests)
+    @rule(choice=st.integers(min_value=0))
+    def retry_a_keyed_write(self, choice: int) -> None:
+        """A keyed write sent again exactly as before: its kept answer again, byte for byte,
+        nothing changed (or, if it was never kept, 400 or 403, it runs again)."""
+        command, method, path, body, headers = self.keyed_requests[
+            choice % len(self.keyed_requests)
+        ]
+        response = self._send(command.caller, method, path, body, headers)
+        self._expect(command, response)
 
     # --- the ledger ----------------------------------------------------------------------
 
@@ -343,6 +405,12 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         assert stored == expected
 
     @invariant()
+    def kept_answers_equal_model(self) -> None:
+        stored = {(r["tenant"], r["key"], r["status"]) for r in db.answers(self.server.database)}
+        expected = {(t, k, outcome.status) for (t, k), (_, outcome) in self.model.answers.items()}
+        assert stored == expected
+
+    @invariant()
     def stored_rows_satisfy_every_invariant(self) -> None:
         rows = db.items(self.server.database)
         for r in rows:
@@ -357,10 +425,13 @@ class ServiceMatchesModel(RuleBasedStateMachine):
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _create(self, caller: Caller, body: object) -> Any:
-        response = self._send(caller, "POST", "/items", body)
+    def _create(self, caller: Caller, body: object, key: str | None = None) -> Any:
+        response = self._send(caller, "POST", "/items", body, _key_header(key))
         new_id = response.json()["id"] if response.status_code == 201 else str(uuid.uuid4())
-        self._expect(CreateItem(caller, body, new_id), response)
+        command = _keyed(CreateItem(caller, body, new_id), key)
+        if isinstance(command, Keyed):
+            self.keyed_requests.append((command, "POST", "/items", body, _key_header(key)))
+        self._expect(command, response)
         return new_id if response.status_code == 201 else multiple()
 
     def _send(
@@ -381,16 +452,48 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         assert [e["key_id"] for e in seen] == [self.key_ids[e.by] for e in expected]
 
     def _expect(self, command: Command, response: requests.Response) -> Outcome:
-        self.model, outcome = apply(self.model, command)
+        before, (self.model, outcome) = self.model, apply(self.model, command)
         event(f"{type(command).__name__} -> {outcome.status} {outcome.problem or ''}")
         body: Any = response.json() if response.content else None
         assert response.status_code == outcome.status, (command, body, outcome)
+        if isinstance(command, Keyed):
+            self._check_kept_answer(before, command, outcome, response)
         if outcome.problem is not None:
             assert body["type"] == PREFIX + outcome.problem, body
         if outcome.item is not None:
             assert _public(body) == outcome.item.as_json()
             assert response.headers["ETag"] == f'"{outcome.item.version}"'
         return outcome
+
+    def _check_kept_answer(
+        self, before: Inventory, command: Keyed, outcome: Outcome, response: requests.Response
+    ) -> None:
+        """A replay is marked and repeats the kept answer's bytes; a first answer is kept."""
+        scope = (command.caller.tenant, command.key)
+        if outcome.replayed:
+            assert response.headers.get("Idempotent-Replayed") == "true"
+            assert response.content == self.first_answers[scope]
+            return
+        assert "Idempotent-Replayed" not in response.headers
+        if scope in self.model.answers and scope not in before.answers:
+            self.first_answers[scope] = response.content
+
+    def _send_write(
+        self,
+        command: Write,
+        key: str | None,
+        method: str,
+        path: str,
+        body: object,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Send a write (with ``key``, if any); remember a keyed one, to retry it later."""
+        headers = (headers or {}) | _key_header(key)
+        response = self._send(command.caller, method, path, body, headers)
+        keyed = _keyed(command, key)
+        if isinstance(keyed, Keyed):
+            self.keyed_requests.append((keyed, method, path, body, headers))
+        self._expect(keyed, response)
 
     def _update(
         self,
@@ -400,22 +503,36 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         qty: object,
         if_match: str,
         reason: object = None,
+        key: str | None = None,
     ) -> None:
         caller = self._sender(item_id, sender)
         fields = (("name", name), ("qty", qty), ("reason", reason))
         body = {k: v for k, v in fields if v is not None}
-        version = self._current_version(item_id)
-        expected = (
-            None if if_match == "none" or version is None else version + (if_match == "stale")
-        )
+        expected = self._condition(item_id, if_match)
         headers = {} if expected is None else {"If-Match": f'"{expected}"'}
-        response = self._send(caller, "PATCH", f"/items/{item_id}", body, headers)
-        self._expect(UpdateItem(caller, item_id, body, expected), response)
+        command = UpdateItem(caller, item_id, body, expected)
+        self._send_write(command, key, "PATCH", f"/items/{item_id}", body, headers)
 
-    def _adjust(self, item_id: str, sender: str, body: dict[str, object]) -> None:
+    def _adjust(
+        self,
+        item_id: str,
+        sender: str,
+        body: dict[str, object],
+        if_match: str = "none",
+        key: str | None = None,
+    ) -> None:
         caller = self._sender(item_id, sender)
-        response = self._send(caller, "POST", f"/items/{item_id}/adjustments", body)
-        self._expect(AdjustItem(caller, item_id, body), response)
+        expected = self._condition(item_id, if_match)
+        headers = {} if expected is None else {"If-Match": f'"{expected}"'}
+        command = AdjustItem(caller, item_id, body, expected)
+        self._send_write(command, key, "POST", f"/items/{item_id}/adjustments", body, headers)
+
+    def _condition(self, item_id: str, if_match: str) -> int | None:
+        """The version an If-Match names: none, the item's current one, or a stale one."""
+        version = self._current_version(item_id)
+        if if_match == "none" or version is None:
+            return None
+        return version + (if_match == "stale")
 
     def _sender(self, item_id: str, sender: str) -> Caller:
         """The caller ``sender`` names, relative to the item's owner."""
@@ -430,6 +547,10 @@ class ServiceMatchesModel(RuleBasedStateMachine):
     def _current_version(self, item_id: str) -> int | None:
         item: Item | None = self.model.items.get(item_id)
         return item.version if item is not None else None
+
+
+def _key_header(key: str | None) -> dict[str, str]:
+    return {} if key is None else {"Idempotency-Key": key}
 
 
 def _public_event(event: dict[str, Any]) -> dict[str, Any]:

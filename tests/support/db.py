@@ -42,7 +42,7 @@ def url_of(database: Database) -> str:
 
 def snapshot(database: Database) -> Snapshot:
     """Every row of every table, in a stable order."""
-    tables = ("api_keys", "items", "events", "feeds", "schema_migrations")
+    tables = ("api_keys", "items", "events", "feeds", "idempotency", "schema_migrations")
     return {table: sorted(_rows(database, f"SELECT * FROM {table}")) for table in tables}
 
 
@@ -56,6 +56,11 @@ def events(database: Database, tenant: str | None = None) -> list[dict[str, Any]
     """The stored events (of ``tenant``, if given), as dicts, ordered by tenant and seq."""
     query = "SELECT * FROM events ORDER BY tenant, seq"
     return [row for row in _dicts(database, query) if tenant is None or row["tenant"] == tenant]
+
+
+def answers(database: Database) -> list[dict[str, Any]]:
+    """The stored answers of Idempotency-Keys, as dicts, ordered by tenant and key."""
+    return _dicts(database, "SELECT * FROM idempotency ORDER BY tenant, key")
 
 
 def _rows(database: Database, query: str) -> list[tuple[Any, ...]]:
@@ -124,8 +129,9 @@ def execute(database: Database, sql: str) -> None:
 
 
 def empty_items(database: Database) -> None:
-    """Remove every item and its whole ledger (keys stay): an empty inventory again."""
-    for table in ("items", "events", "feeds"):
+    """Remove every item, its whole ledger and every kept answer (API keys stay): an empty
+    inventory again."""
+    for table in ("items", "events", "feeds", "idempotency"):
         execute(database, f"DELETE FROM {table}")
 
 

@@ -24,7 +24,9 @@ from model.reference import (
     GetItem,
     Inventory,
     Item,
+    Keyed,
     ListEvents,
+    ListItemEvents,
     ListItems,
     Outcome,
     UpdateItem,
@@ -438,12 +440,27 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
     st.builds(ListItems, _CALLERS, PREFIXES),
     st.builds(UpdateItem, _CALLERS, _TARGET, VALID_UPDATE | ANY_ITEM_BODY, _VERSIONS),
     st.builds(DeleteItem, _CALLERS, _TARGET),
-    st.builds(AdjustItem, _CALLERS, _TARGET, VALID_ADJUST | ANY_ADJUST),
+    st.builds(AdjustItem, _CALLERS, _TARGET, VALID_ADJUST | ANY_ADJUST, _VERSIONS),
 )
+_KEYED_WRITES: st.SearchStrategy[Command] = st.builds(
+    Keyed,
+    st.sampled_from(["k1", "k2"]),  # few keys: reused by the same request and by others
+    st.one_of(
+        st.builds(CreateItem, _CALLERS, VALID_CREATE, _TARGET),
+        st.builds(UpdateItem, _CALLERS, _TARGET, VALID_UPDATE, _VERSIONS),
+        st.builds(DeleteItem, _CALLERS, _TARGET),
+        st.builds(AdjustItem, _CALLERS, _TARGET, VALID_ADJUST, _VERSIONS),
+    ),
+)
+COMMANDS = COMMANDS | _KEYED_WRITES
 
 
 def _aim(command: Command, state: Inventory, choice: int, fresh_id: str) -> Command:
     """``command`` with its id: a fresh one to create, else mostly one the state holds."""
+    if isinstance(command, Keyed):
+        aimed = _aim(command.command, state, choice, fresh_id)
+        assert not isinstance(aimed, Keyed | GetItem | ListItems | ListItemEvents | ListEvents)
+        return replace(command, command=aimed)
     if isinstance(command, CreateItem):
         return replace(command, new_id=fresh_id)
     if isinstance(command, ListItems | ListEvents):
@@ -495,11 +512,45 @@ def test_every_transition_keeps_the_invariants(data: st.DataObject) -> None:
 
 @PROPERTY
 @given(st.data())
-def test_a_rejected_command_leaves_the_state_unchanged(data: st.DataObject) -> None:
+def test_a_rejected_command_leaves_the_items_and_the_ledger_unchanged(
+    data: st.DataObject,
+) -> None:
     for before, _, outcome, after in _walk(data):
         if outcome.status >= 400:
             assert outcome.problem is not None
+            assert (after.items, after.events) == (before.items, before.events)
+
+
+@PROPERTY
+@given(st.data())
+def test_a_replayed_write_changes_nothing_and_repeats_its_first_outcome(
+    data: st.DataObject,
+) -> None:
+    for before, command, outcome, after in _walk(data):
+        if outcome.replayed:
+            assert isinstance(command, Keyed)
             assert after == before
+            _, first = before.answers[(command.caller.tenant, command.key)]
+            assert outcome == replace(first, replayed=True)
+
+
+@PROPERTY
+@given(st.data())
+def test_only_outcomes_that_reached_the_store_are_kept_under_their_key(
+    data: st.DataObject,
+) -> None:
+    for before, command, outcome, after in _walk(data):
+        scope = (command.caller.tenant, command.key) if isinstance(command, Keyed) else None
+        kept = (
+            scope is not None
+            and scope not in before.answers
+            and outcome.status
+            not in (
+                400,
+                403,
+            )
+        )
+        assert (scope in after.answers and scope not in before.answers) == kept
 
 
 @PROPERTY
