@@ -36,6 +36,7 @@ class Mutant:
 SQLITE = "service/store/sqlite.py"
 POSTGRES = "service/store/postgres.py"
 SHARED = "service/store/shared.py"
+IDEMPOTENCY = "service/store/idempotency.py"
 MUTANTS = (
     Mutant(
         "adjust lets qty go below 0",
@@ -165,6 +166,30 @@ MUTANTS = (
             ),
         ),
         ("tests/system/test_feed.py", "-k", "follower_resuming and postgres"),
+    ),
+    Mutant(
+        "a replay applies the change again",
+        (
+            (
+                SQLITE,
+                "    if row is not None:\n        raise idempotency.replay_of(row, claim)",
+                "    if row is not None and not isinstance(\n"
+                "        idempotency.replay_of(row, claim), idempotency.Replay\n    ):\n"
+                "        raise idempotency.replay_of(row, claim)",
+            ),
+        ),
+    ),
+    Mutant(
+        "a key reused for another request replays the first",
+        ((IDEMPOTENCY, "if fingerprint != claim.fingerprint:", "if fingerprint is None:"),),
+    ),
+    Mutant(
+        "a rejected outcome is not kept under its key",
+        ((SQLITE, "        result = Refused(problem)\n", "        raise\n"),),
+    ),
+    Mutant(
+        "an idempotency key is shared across tenants",
+        ((IDEMPOTENCY, "WHERE tenant = {p(1)} AND key", "WHERE {p(1)} = {p(1)} AND key"),),
     ),
 )
 

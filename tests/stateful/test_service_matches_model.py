@@ -471,6 +471,7 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         """A replay is marked and repeats the kept answer's bytes; a first answer is kept."""
         scope = (command.caller.tenant, command.key)
         if outcome.replayed:
+            event(f"replayed {outcome.status}")
             assert response.headers.get("Idempotent-Replayed") == "true"
             assert response.content == self.first_answers[scope]
             return
