@@ -578,8 +578,8 @@ def _import(args: argparse.Namespace) -> None:
     except ValueError as refusal:  # ImportRefused, or a target that is not empty
         raise CliError(f"nothing imported: {refusal}") from None
     print(
-        f"inventory: imported {len(export.keys)} keys, {len(export.items)} items"
-        f" and {len(export.events)} events",
+        f"inventory: imported {len(export.keys)} keys, {len(export.items)} items,"
+        f" {len(export.events)} events and {len(export.answers)} kept answers",
         file=sys.stderr,
     )
 

@@ -1,14 +1,20 @@
 """Moving the whole state between databases as JSON Lines (``inventory export|import``).
 
-The first line is a header; then one API key per line, then one item per line, and last
-a trailer that counts the records of each kind, so that a cut-off export is refused:
+The first line is a header; then one API key per line, one item per line, one event per
+line, one kept Idempotency-Key answer per line, and last a trailer that counts the records
+of each kind, so that a cut-off export is refused:
 
-    {"type": "inventory-export", "version": 1}
+    {"type": "inventory-export", "version": 3}
     {"type": "key", "id": ..., "tenant": ..., "role": ..., "key_hash": "<hex>", ...}
     {"type": "item", "tenant": ..., "id": ..., "name": ..., "qty": ..., "version": ..., ...}
-    {"type": "end", "keys": 1, "items": 1}
+    {"type": "event", "tenant": ..., "event": {"seq": ..., ...}}
+    {"type": "answer", "tenant": ..., "key": ..., "fingerprint": ..., "status": 201, ...}
+    {"type": "end", "keys": 1, "items": 1, "events": 1, "answers": 1}
 
-Keys travel as their hashes, so no secret is ever written out. ``parse_export`` checks
+Version 2 exports (before idempotent retries) have no answers and no answers count;
+version 1 exports (before the ledger) no events either. Keys travel as their hashes, so no
+key's secret is written out; an answer is the response a retry would get, so the answer
+of a ``POST /keys`` holds that new key's secret until it expires. ``parse_export`` checks
 every record against the invariants (and uniqueness across records) before the database
 is even opened; ``Store.import_state`` then writes all of it in one transaction, into an
 empty database only.
@@ -16,6 +22,8 @@ empty database only.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import uuid
@@ -36,8 +44,11 @@ from model.invariants import (
 )
 from service.audit import audit, every_record
 from service.store import ApiKey, Event, Item, State, StateReader, Store
+from service.store.idempotency import Answer, Record
 
-HEADER = {"type": "inventory-export", "version": 2}
+HEADER = {"type": "inventory-export", "version": 3}
+ANSWERLESS_HEADER = {"type": "inventory-export", "version": 2}
+"""An export made before idempotent retries: no kept answers."""
 LEDGERLESS_HEADER = {"type": "inventory-export", "version": 1}
 """An export made before the ledger: no events; each item gets an opening event on import."""
 OPENING_REASON = "ledger opened"
@@ -49,9 +60,11 @@ class ImportRefused(ValueError):
     """The export is invalid (every problem is listed) or the target is not empty."""
 
 
-def trailer(keys: int, items: int, events: int) -> dict[str, Any]:
-    """The last record of an export: how many records of each kind come before it."""
-    return {"type": "end", "keys": keys, "items": items, "events": events}
+def trailer(keys: int, items: int, events: int, answers: int | None = None) -> dict[str, Any]:
+    """The last record of an export: how many records of each kind come before it (no
+    ``answers`` before version 3)."""
+    counts = {"keys": keys, "items": items, "events": events}
+    return {"type": "end", **counts, **({} if answers is None else {"answers": answers})}
 
 
 async def export_jsonl(store: Store, out: TextIO) -> int:
@@ -71,8 +84,12 @@ async def _export(state: StateReader, out: TextIO) -> int:
     async for tenant, event in every_record(state.export_events, lambda p: (p[0], p[1].seq)):
         out.write(json.dumps(_event_record(tenant, event), ensure_ascii=False) + "\n")
         events += 1
-    out.write(json.dumps(trailer(len(keys), items, events)) + "\n")
-    return len(keys) + items + events
+    answers = 0
+    async for record in every_record(state.export_answers, lambda r: (r.tenant, r.key)):
+        out.write(json.dumps(_answer_record(record), ensure_ascii=False) + "\n")
+        answers += 1
+    out.write(json.dumps(trailer(len(keys), items, events, answers)) + "\n")
+    return len(keys) + items + events + answers
 
 
 def parse_export(lines: Iterable[str]) -> State:
@@ -84,13 +101,16 @@ def parse_export(lines: Iterable[str]) -> State:
     export, problems = State(), list[str]()
     records = list(_json_lines(lines, problems))
     first = records[0] if records else None
-    if first is None or first[1] not in (HEADER, LEDGERLESS_HEADER):
+    if first is None or first[1] not in (HEADER, ANSWERLESS_HEADER, LEDGERLESS_HEADER):
         problems.append(
             f"line {first[0] if first else 1}: expected the header {json.dumps(HEADER)}"
         )
     body, end = _split_end(records[1:], problems)
     _read_records(body, export, problems)
-    problems += _trailer_problems(end, body)
+    version = first[1].get("version") if first is not None and isinstance(first[1], dict) else 3
+    problems += _trailer_problems(end, body, with_answers=version == 3)
+    if version != 3 and export.answers:
+        problems.append(f"a version {version} export holds no answers; this one does")
     if first is not None and first[1] == LEDGERLESS_HEADER:
         _open_ledgers(export, problems)
     if not problems:
@@ -124,7 +144,7 @@ def _read_records(records: Iterable[tuple[int, Any]], export: State, problems: l
     for number, record in records:
         try:
             claims = _add(record, export)
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, binascii.Error) as error:
             problems.append(f"line {number}: {error}")
             continue
         for claim, what in claims.items():
@@ -152,13 +172,16 @@ def _is_end(record: Any) -> bool:
     return isinstance(record, dict) and record.get("type") == "end"
 
 
-def _trailer_problems(end: tuple[int, Any] | None, body: list[tuple[int, Any]]) -> list[str]:
+def _trailer_problems(
+    end: tuple[int, Any] | None, body: list[tuple[int, Any]], with_answers: bool
+) -> list[str]:
     """What is wrong with the end record ``end`` (line, record), if anything.
 
     It counts the records of ``body`` by their type, valid or not: a bad record is reported
     on its own line, not once more as a miscount."""
     kinds = Counter(r.get("type") for _, r in body if isinstance(r, dict))
-    expected = trailer(kinds["key"], kinds["item"], kinds["event"])
+    answers = kinds["answer"] if with_answers else None
+    expected = trailer(kinds["key"], kinds["item"], kinds["event"], answers)
     if end is None:
         return [
             f"the end record {json.dumps(expected)} is missing: the export is cut off (or was"
@@ -193,6 +216,9 @@ def _add(record: Any, export: State) -> dict[object, str]:
             ("seq", tenant, event.seq): "feed number",
             ("version", tenant, event.item_id, event.version): "item version",
         }
+    if kind == "answer":
+        export.answers.append(_answer(record))
+        return {("answer", export.answers[-1].tenant, export.answers[-1].key): "idempotency key"}
     if kind == "key":
         export.keys.append(_key(record))
         return {("key", export.keys[-1].id): "key id"}
@@ -200,7 +226,7 @@ def _add(record: Any, export: State) -> dict[object, str]:
         tenant, item = _tenant(record["tenant"]), _item(record)
         export.items.append((tenant, item))
         return {("item", item.id): "item id", ("name", tenant, name_key(item.name)): "name"}
-    raise ValueError("a record must be an object of type 'key', 'item' or 'event'")
+    raise ValueError("a record must be an object of type 'key', 'item', 'event' or 'answer'")
 
 
 def _key(record: dict[str, Any]) -> ApiKey:
@@ -264,6 +290,39 @@ def _event(record: dict[str, Any]) -> tuple[str, Event]:
             raise ValueError(f"event {name} must be null or match {form}")
     _uuid(fields["item_id"])
     return _tenant(record["tenant"]), Event(**{**fields, "at": _timestamp(fields["at"])})
+
+
+_ANSWER_FIELDS = {"type", "tenant", "key", "fingerprint", "status", "headers", "body", "created_at"}
+
+
+def _answer(record: dict[str, Any]) -> Record:
+    """A kept answer: the key as the service keeps it (1 to 255 characters, space to ~)."""
+    _exact_fields(record, _ANSWER_FIELDS)
+    key, fingerprint, status = record["key"], record["fingerprint"], record["status"]
+    if not isinstance(key, str) or not re.fullmatch(r"[ -~]{1,255}", key):
+        raise ValueError("answer key must be 1 to 255 characters from space to ~")
+    if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
+        raise ValueError("answer fingerprint must be 64 hex digits")
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError("answer status must be an integer from 200 to 599")
+    headers = record["headers"]
+    if not isinstance(headers, list) or not all(
+        isinstance(h, list) and len(h) == 2 and all(isinstance(p, str) for p in h) for h in headers
+    ):
+        raise ValueError("answer headers must be a list of [name, value] strings")
+    body = base64.b64decode(record["body"], validate=True)
+    answer = Answer(status, tuple((name, value) for name, value in headers), body)
+    tenant = _tenant(record["tenant"])
+    return Record(tenant, key, fingerprint, answer, _timestamp(record["created_at"]))
+
+
+def _answer_record(record: Record) -> dict[str, Any]:
+    return {
+        "type": "answer", "tenant": record.tenant, "key": record.key,
+        "fingerprint": record.fingerprint, "status": record.answer.status,
+        "headers": [list(pair) for pair in record.answer.headers],
+        "body": base64.b64encode(record.answer.body).decode(), "created_at": record.created_at,
+    }  # fmt: skip
 
 
 def _text(value: Any, what: str) -> None:

@@ -143,6 +143,16 @@ class _StateReads:
         )  # fmt: skip
         return [(row[0], Event(*row[1:])) for row in rows]
 
+    async def export_answers(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[idempotency.Record]:
+        rows = await self._db.fetch(
+            f"SELECT {idempotency.COLUMNS} FROM idempotency WHERE $1::text IS NULL"
+            " OR (tenant, key) > ($1, $2) ORDER BY tenant, key LIMIT $3",
+            *(after or (None, None)), limit,
+        )  # fmt: skip
+        return [idempotency.record_of(row) for row in rows]
+
 
 class PostgresStore(_StateReads):
     """The ``Store`` on a PostgreSQL database shared by any number of processes."""

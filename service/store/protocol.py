@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from model.invariants import Adjustment, ItemChanges, NewItem
+from service.store.idempotency import Record
 from service.store.records import (
     ApiKey,
     Author,
@@ -47,6 +48,10 @@ class StateReader(Protocol):
         self, after: tuple[str, int] | None, limit: int
     ) -> list[tuple[str, Event]]:
         """Up to ``limit`` (tenant, event) pairs after ``after`` in (tenant, seq) order."""
+        ...
+
+    async def export_answers(self, after: tuple[str, str] | None, limit: int) -> list[Record]:
+        """Up to ``limit`` kept Idempotency-Key answers after ``after`` in (tenant, key) order."""
         ...
 
 

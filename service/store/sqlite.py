@@ -110,6 +110,17 @@ class _StateReads:
         )  # fmt: skip
         return [(row[0], Event(*row[1:])) for row in rows]
 
+    async def export_answers(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[idempotency.Record]:
+        tenant, key = after or (None, None)
+        rows = await self._fetch(
+            f"SELECT {idempotency.COLUMNS} FROM idempotency"
+            " WHERE ? IS NULL OR (tenant, key) > (?, ?) ORDER BY tenant, key LIMIT ?",
+            tenant, tenant, key, limit,
+        )  # fmt: skip
+        return [idempotency.record_of(row) for row in rows]
+
     async def _fetch(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with self._read_faults.answering():
             rows = await self._reader.execute_fetchall(query, params)

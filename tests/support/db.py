@@ -43,7 +43,22 @@ def url_of(database: Database) -> str:
 def snapshot(database: Database) -> Snapshot:
     """Every row of every table, in a stable order."""
     tables = ("api_keys", "items", "events", "feeds", "idempotency", "schema_migrations")
-    return {table: sorted(_rows(database, f"SELECT * FROM {table}")) for table in tables}
+    present = _table_names(database)  # a database stopped before a migration lacks its table
+    return {
+        table: sorted(_rows(database, f"SELECT * FROM {table}"))
+        for table in tables
+        if table in present
+    }
+
+
+def _table_names(database: Database) -> set[str]:
+    query = (
+        "SELECT table_name AS name FROM information_schema.tables"
+        " WHERE table_schema = current_schema()"
+        if isinstance(database, PostgresDatabase)
+        else "SELECT name FROM sqlite_master WHERE type = 'table'"
+    )
+    return {row["name"] for row in _dicts(database, query)}
 
 
 def items(database: Database, tenant: str | None = None) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ READY_SECONDS = 10
 STOP_SECONDS = 5
 TOKEN_LINE = re.compile(r"^\s*export INVENTORY_TOKEN=(\S+)\s*$", re.MULTILINE)
 KEY_FORMAT = re.compile(r"^inv_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$")
-TABLES = {"items", "api_keys", "events", "feeds", "schema_migrations"}
+TABLES = {"items", "api_keys", "events", "feeds", "idempotency", "schema_migrations"}
 
 
 # --- running and reading -------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_migrating_from_0002_recomputes_every_name_key_canonically_caselessly(
         i: (t, name) for t, i, name in items
     }
     applied = [row[0] for row in db.snapshot(released)["schema_migrations"]]
-    assert applied == [*RELEASED, "0003_canonical_caseless_keys.py"]
+    assert applied == [*RELEASED, "0003_canonical_caseless_keys.py", "0004_idempotency.sql"]
 
 
 def test_migrating_two_names_of_one_tenant_that_now_match_stops_and_changes_nothing(

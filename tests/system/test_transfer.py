@@ -44,7 +44,7 @@ from tests.support.server import LiveServer
 
 HEADER = {"type": "inventory-export", "version": 1}
 """The header of an export made before the ledger: what the hand-made exports here use."""
-EXPORT_HEADER = {"type": "inventory-export", "version": 2}
+EXPORT_HEADER = {"type": "inventory-export", "version": 3}
 """The header export writes: items are followed by their events."""
 KEY_FIELDS = {"type", "id", "tenant", "role", "key_hash", "created_at", "revoked_at"}
 ITEM_FIELDS = {"type", "tenant", "id", "name", "qty", "version", "created_at", "updated_at"}
@@ -242,7 +242,9 @@ def test_export_writes_a_header_then_every_key_as_a_hash_then_every_item_then_th
     events = len(db.events(database))
     assert f"exported {len(KEYS) + ITEM_COUNT + events} records" in exported.stderr
     assert records[0] == EXPORT_HEADER
-    assert records[-1] == {"type": "end", "keys": len(KEYS), "items": ITEM_COUNT, "events": events}
+    assert records[-1] == {
+        "type": "end", "keys": len(KEYS), "items": ITEM_COUNT, "events": events, "answers": 0,
+    }  # fmt: skip
     records = records[:-1]
     kinds = ["key"] * len(KEYS) + ["item"] * ITEM_COUNT + ["event"] * events
     assert [r["type"] for r in records[1:]] == kinds
@@ -274,7 +276,7 @@ def test_export_of_an_empty_database_is_the_header_and_an_end_record_counting_no
     assert exported.returncode == 0, exported.stderr
     assert [json.loads(line) for line in exported.stdout.splitlines()] == [
         EXPORT_HEADER,
-        {"type": "end", "keys": 0, "items": 0, "events": 0},
+        {"type": "end", "keys": 0, "items": 0, "events": 0, "answers": 0},
     ]
 
 
@@ -302,7 +304,7 @@ def test_import_into_the_other_backend_reproduces_every_item_and_key_and_old_key
 
     assert imported.returncode == 0, imported.stderr
     events = len(db.events(database))
-    assert f"imported {len(KEYS)} keys, {ITEM_COUNT} items and {events} events" in imported.stderr
+    assert f"imported {len(KEYS)} keys, {ITEM_COUNT} items, {events} events" in imported.stderr
     assert by_id(db.items(other_backend)) == by_id(db.items(database))
     assert db.snapshot(other_backend)["events"] == db.snapshot(database)["events"]
     assert db.snapshot(other_backend)["api_keys"] == db.snapshot(database)["api_keys"]
@@ -328,6 +330,43 @@ def test_import_into_the_other_backend_reproduces_every_item_and_key_and_old_key
             )
     finally:
         server.stop()
+
+
+def test_kept_answers_travel_with_an_export_and_a_retry_on_the_new_database_replays(
+    database: Database, other_backend: Database
+) -> None:
+    server = LiveServer(database).start()
+    try:
+        writer = server.create_key("acme", "writer")
+        with ContractClient(server.url, writer) as client:
+            created = client.post("/items", json={"name": "Bolt", "qty": 5}, timeout=30)
+            sale = {"Idempotency-Key": '"sale-7"'}
+            path = f"/items/{created.json()['id']}/adjustments"
+            sold = client.post(path, json={"delta": -2}, headers=sale, timeout=30)
+            assert sold.status_code == 200
+    finally:
+        server.stop()
+    exported = run_inventory("export", "--database", url_of(database))
+    assert exported.returncode == 0, exported.stderr
+    [answer] = [r for r in map(json.loads, exported.stdout.splitlines()) if r["type"] == "answer"]
+    assert (answer["tenant"], answer["key"], answer["status"]) == ("acme", "sale-7", 200)
+
+    imported = run_inventory("import", "--database", url_of(other_backend), stdin=exported.stdout)
+
+    assert imported.returncode == 0, imported.stderr
+    assert "and 1 kept answers" in imported.stderr
+    assert db.snapshot(other_backend)["idempotency"] == db.snapshot(database)["idempotency"]
+    events = db.events(other_backend)
+    server = LiveServer(other_backend).start()
+    try:
+        with ContractClient(server.url, writer) as client:
+            again = client.post(path, json={"delta": -2}, headers=sale, timeout=30)
+    finally:
+        server.stop()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (again.status_code, again.content) == (200, sold.content)
+    assert db.events(other_backend) == events
+    assert [i["qty"] for i in db.items(other_backend)] == [3]
 
 
 @pytest.mark.parametrize("command", ["export", "import"])
@@ -402,7 +441,7 @@ def test_export_and_import_carry_more_than_a_page_of_items_each_exactly_once(
     assert exported.returncode == 0, exported.stderr
     lines = [json.loads(line) for line in exported.stdout.splitlines()]
     assert lines[0] == EXPORT_HEADER
-    assert lines.pop() == {"type": "end", "keys": 0, "items": ITEMS, "events": ITEMS}
+    assert lines.pop() == {"type": "end", "keys": 0, "items": ITEMS, "events": ITEMS, "answers": 0}
     item_lines = [line for line in lines if line["type"] == "item"]
     assert sorted(line["id"] for line in item_lines) == sorted(r["id"] for r in records[1:])
     assert {json.dumps(line, sort_keys=True) for line in item_lines} == {
