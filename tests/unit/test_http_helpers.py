@@ -184,7 +184,7 @@ def problem_kinds() -> list[type[problems.Problem]]:
     ]
 
 
-def test_every_kind_of_problem_but_the_base_has_a_status_of_its_own() -> None:
+def test_every_kind_of_problem_but_the_two_bases_has_a_status_of_its_own() -> None:
     assert set(problem_kinds()) - set(STATUS) == {problems.Problem, problems.Rejected}
     # Rejected is only the common base of NotFound, NameTaken, QuantityOutOfRange and
     # PreconditionFailed: never raised itself.
