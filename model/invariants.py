@@ -53,6 +53,35 @@ class Adjustment(TypedDict):
     reason: NotRequired[str]
 
 
+class Operation(TypedDict, total=False):
+    """One operation of a batch, normalized: ``op`` and the fields its kind takes."""
+
+    op: Literal["create", "update", "adjust", "delete"]
+    item_id: str
+    name: str
+    qty: int
+    delta: int
+    if_match: int
+
+
+class Batch(TypedDict):
+    """A batch body, normalized: 1 to BATCH_MAX operations, and a reason for all."""
+
+    operations: list[Operation]
+    reason: NotRequired[str]
+
+
+BATCH_MAX = 100
+"""Operations in one batch, at most."""
+_OPERATIONS: dict[str, tuple[tuple[str, ...], set[str]]] = {
+    "create": (("name", "qty"), set()),
+    "update": (("item_id",), {"name", "qty", "if_match"}),
+    "adjust": (("item_id", "delta"), {"if_match"}),
+    "delete": (("item_id",), set()),
+}
+"""Each kind of operation: its required fields, and the optional ones (besides ``op``)."""
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One violated rule: the field (a JSON pointer like ``/qty``) and why."""
@@ -160,6 +189,61 @@ def check_adjustment(body: Mapping[str, Any]) -> Adjustment:
         _check_text("reason", body["reason"], out, errors)
     _reject_unknown(body, {"delta", "reason"}, errors)
     return cast(Adjustment, _finish(out, errors))
+
+
+def check_batch(body: Mapping[str, Any]) -> Batch:
+    """Validate a batch: every error of every operation, as ``/operations/<i>/<field>``."""
+    errors: list[FieldError] = []
+    out: dict[str, Any] = {}
+    _require(body, ("operations",), errors)
+    if "reason" in body:
+        _check_text("reason", body["reason"], out, errors)
+    _reject_unknown(body, {"operations", "reason"}, errors)
+    operations = body.get("operations")
+    if "operations" in body:
+        if isinstance(operations, list) and 1 <= len(operations) <= BATCH_MAX:
+            out["operations"] = [_check_operation(i, op, errors) for i, op in enumerate(operations)]
+        else:
+            errors.append(FieldError("/operations", f"must hold 1 to {BATCH_MAX} operations"))
+    return cast(Batch, _finish(out, errors))
+
+
+def _check_operation(index: int, operation: object, errors: list[FieldError]) -> Operation:
+    at, found, out = f"/operations/{index}", list[FieldError](), dict[str, Any]()
+    kind = operation.get("op") if isinstance(operation, dict) else None
+    if not isinstance(operation, dict):
+        errors.append(FieldError(at, "must be an object"))
+        return cast(Operation, out)
+    if kind not in _OPERATIONS:
+        errors.append(FieldError(f"{at}/op", "must be one of create, update, adjust, delete"))
+        return cast(Operation, out)
+    required, optional = _OPERATIONS[str(kind)]
+    out["op"] = kind
+    _require(operation, required, found)
+    _reject_unknown(operation, {"op", *required, *optional}, found)
+    if kind == "update" and not {"name", "qty"} & operation.keys():
+        found.append(FieldError("", "at least one of name, qty is required"))
+    _collect({k: v for k, v in operation.items() if k in ("name", "qty")}, out, found)
+    if "delta" in operation:
+        _check_delta(operation["delta"], out, found)
+    for field, problem_of in (("item_id", id_problem), ("if_match", version_problem)):
+        if field in operation and (why := problem_of(operation[field])):
+            found.append(FieldError(f"/{field}", why))
+        elif field in operation:
+            out[field] = operation[field]
+    errors.extend(FieldError(at + e.field, e.message) for e in found)
+    return cast(Operation, out)
+
+
+def id_problem(value: object) -> str | None:
+    """Why a value is not an item id (a lowercase hyphenated UUID), or None."""
+    if isinstance(value, str) and len(value) == 36 and value.count("-") == 4:
+        groups = value.split("-")
+        if [len(g) for g in groups] == [8, 4, 4, 4, 12] and all(
+            c in "0123456789abcdef" for g in groups for c in g
+        ):
+            return None
+    return "must be a lowercase hyphenated UUID"
 
 
 def tenant_problem(tenant: object) -> str | None:

@@ -52,7 +52,16 @@ class Forbidden(Problem):
 class Rejected(Problem):
     """The state refuses the transition (no such item, a conflict, a stale version): the
     request was valid and reached the store. Only these, and successes, are stored as the
-    outcome of an ``Idempotency-Key`` (README, "Idempotent retries")."""
+    outcome of an ``Idempotency-Key`` (README, "Idempotent retries").
+
+    In a batch, ``operation`` is the index of the operation that was refused."""
+
+    operation: int | None = None
+
+    def in_operation(self, index: int) -> Rejected:
+        """This problem, as the refusal of a batch's operation ``index``."""
+        self.operation = index
+        return self
 
 
 class NotFound(Rejected):

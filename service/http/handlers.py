@@ -18,9 +18,11 @@ from aiohttp import web
 
 from model.invariants import (
     Adjustment,
+    Batch,
     ItemChanges,
     NewItem,
     check_adjustment,
+    check_batch,
     check_create,
     check_reason,
     check_update,
@@ -37,6 +39,7 @@ from service.http.routing import Handler
 from service.http.spec import SPEC_PATH
 from service.http.validation import Check, Decode
 from service.store import Author, Item, PageRequest, Store
+from service.store.records import BatchResult
 
 HANDLERS: dict[str, Handler] = {}
 """Every handler, by the operationId it serves (filled in by ``serves``)."""
@@ -121,6 +124,17 @@ async def adjust_item(
 ) -> web.Response:
     author = answering(author, item_response)
     return item_response(await store.adjust_item(author, item_id, body, if_match))
+
+
+@serves("applyBatch")
+async def apply_batch(
+    store: Store, author: Author, body: Annotated[Batch, Check(check_batch)]
+) -> web.Response:
+    return _applied(await store.apply_batch(answering(author, _applied), body))
+
+
+def _applied(batch: BatchResult) -> web.Response:
+    return json_response(batch.as_json())
 
 
 @serves("listItemEvents")

@@ -24,6 +24,7 @@ from service.problems import (
     PreconditionFailed,
     Problem,
     QuantityOutOfRange,
+    Rejected,
     RequestTimeout,
     Unauthorized,
     Unavailable,
@@ -50,6 +51,13 @@ STATUS: Mapping[type[Problem], int] = {
     Unavailable: 503,
 }
 """The status of each kind of problem; any other (``Problem`` itself) is a 500."""
+_REFUSED_FIELD: Mapping[type[Problem], str] = {
+    NotFound: "item_id",
+    PreconditionFailed: "if_match",
+    NameTaken: "name",
+    QuantityOutOfRange: "delta",
+}
+"""The field of a batch operation that each kind of refusal points at."""
 MAX_ERRORS = 20
 """A 400 lists at most this many errors, then counts the rest (``more``): thousands of unknown
 fields must not make an answer of hundreds of kilobytes."""
@@ -98,6 +106,10 @@ def _problem_document(problem: Problem, status: int, request_id: str) -> dict[st
         "detail": problem.detail,
         "request_id": request_id,
     }
+    if isinstance(problem, Rejected) and problem.operation is not None:
+        document["operation"] = problem.operation
+        field = f"/operations/{problem.operation}/{_REFUSED_FIELD[type(problem)]}"
+        document["errors"] = [{"field": field, "message": problem.detail}]
     if isinstance(problem, ValidationFailed):
         shown = problem.errors[:MAX_ERRORS]
         document["errors"] = [{"field": e.field, "message": e.message} for e in shown]

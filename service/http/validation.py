@@ -149,9 +149,16 @@ def _check_body(op: Operation, check: Check | None, body: Any) -> tuple[list[Fie
         try:
             body = check.check(body)
         except InvariantViolation as violation:
-            errors.update({e.field: e for e in violation.errors})
+            precise = {e.field: e for e in violation.errors}
+            errors = {f: e for f, e in errors.items() if not _inside(precise, f)} | precise
     errors.update({e.field: e for e in too_deep})
     return list(errors.values()), body
+
+
+def _inside(fields: Mapping[str, object], container: str) -> bool:
+    """Whether a field of ``fields`` lies inside ``container`` (a schema error there, like
+    "matches none of the operations", says less than the invariants' errors inside it)."""
+    return container != "" and any(field.startswith(container + "/") for field in fields)
 
 
 async def _read_body(request: web.Request) -> Any:

@@ -19,14 +19,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import asyncpg
 
-from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
+from model.invariants import QTY_MAX, Adjustment, Batch, ItemChanges, NewItem, name_key
 from service import metrics
 from service.ids import new_id
-from service.problems import IdempotencyInFlight, NameTaken, NotFound, Rejected
+from service.problems import IdempotencyInFlight, NameTaken, NotFound, Rejected, Unavailable
 from service.store import idempotency, records, shared
 from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow
@@ -49,6 +50,10 @@ _STORE_ANSWER = idempotency.store_statement(lambda n: f"${n}")
 _PURGE_ANSWERS = idempotency.purge_statement(lambda n: f"${n}")
 _KEY_LOCKS = 0x1DE4  # pg_try_advisory_xact_lock(_KEY_LOCKS, hash): one request per key at a time
 _LOCK_KEY = f"SELECT pg_try_advisory_xact_lock({_KEY_LOCKS}, hashtext($1 || chr(10) || $2))"
+_LOCK_ITEMS = (
+    "SELECT 1 FROM items WHERE tenant = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE"
+)
+_DEADLOCK_TRIES = 3
 _LIMIT_RETRY = 0.02  # seconds between tries for a connection while at the server's limit
 _NO_TIMEOUTS = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"  # migrate, import
 _FAULTS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, int], ...] = (
@@ -71,8 +76,8 @@ def _logged(change: str, kind: str) -> str:
     """``change`` and, in the same statement, its event: the statement to send.
 
     ``change`` returns the item's columns after it and its ``delta`` (nothing if it changed
-    nothing: then no event either). Parameters $1 to $4 are the tenant, the reason, the key id
-    and the request id; the change's own parameters start at $5.
+    nothing: then no event either). Parameters $1 to $5 are the tenant, the reason, the key
+    id, the request id and the batch id; the change's own parameters start at $6.
     """
     return (
         f"WITH changed AS ({change}),"
@@ -80,7 +85,7 @@ def _logged(change: str, kind: str) -> str:
         " ON CONFLICT (tenant) DO UPDATE SET last_seq = feeds.last_seq + 1 RETURNING last_seq),"
         f" logged AS (INSERT INTO events ({shared.EVENT_ROW_COLUMNS})"
         f" SELECT $1, seq.last_seq, c.id, '{kind}', c.version, c.qty, c.delta, c.name, $2, $3, $4,"
-        " NULL, c.updated_at FROM changed c, seq RETURNING tenant),"
+        " $5, c.updated_at FROM changed c, seq RETURNING tenant),"
         f" notified AS (SELECT pg_notify('{_CHANNEL}', tenant) FROM logged)"
         f" SELECT {shared.ITEM_COLUMNS} FROM changed, notified"
     )
@@ -88,23 +93,23 @@ def _logged(change: str, kind: str) -> str:
 
 _CREATE = _logged(
     "INSERT INTO items (id, tenant, name, name_key, qty, version, created_at, updated_at)"
-    f" VALUES ($5, $1, $6, $7, $8, 1, $9, $9) RETURNING {shared.ITEM_COLUMNS}, qty AS delta",
+    f" VALUES ($6, $1, $7, $8, $9, 1, $10, $10) RETURNING {shared.ITEM_COLUMNS}, qty AS delta",
     "created",
 )
 _UPDATE = _logged(
-    "UPDATE items SET name = $5, name_key = $6, qty = $7, version = version + 1, updated_at = $8"
-    f" WHERE id = $9 RETURNING {shared.ITEM_COLUMNS}, qty - $10::bigint AS delta",
+    "UPDATE items SET name = $6, name_key = $7, qty = $8, version = version + 1, updated_at = $9"
+    f" WHERE id = $10 RETURNING {shared.ITEM_COLUMNS}, qty - $11::bigint AS delta",
     "updated",
 )
 _ADJUST = _logged(
-    "UPDATE items SET qty = qty + $5, version = version + 1, updated_at = $6"
-    " WHERE id = $7 AND tenant = $1 AND qty + $5 BETWEEN 0 AND $8"
-    f" RETURNING {shared.ITEM_COLUMNS}, $5::bigint AS delta",
+    "UPDATE items SET qty = qty + $6, version = version + 1, updated_at = $7"
+    " WHERE id = $8 AND tenant = $1 AND qty + $6 BETWEEN 0 AND $9"
+    f" RETURNING {shared.ITEM_COLUMNS}, $6::bigint AS delta",
     "adjusted",
 )
 _DELETE = _logged(
-    "DELETE FROM items WHERE id = $5 AND tenant = $1 RETURNING id, name, 0::bigint AS qty,"
-    " version + 1 AS version, created_at, $6::text AS updated_at, -qty AS delta",
+    "DELETE FROM items WHERE id = $6 AND tenant = $1 RETURNING id, name, 0::bigint AS qty,"
+    " version + 1 AS version, created_at, $7::text AS updated_at, -qty AS delta",
     "deleted",
 )
 
@@ -224,6 +229,11 @@ class PostgresStore(_StateReads):
     ) -> Item:
         return await self._logged(author, _adjust_item, item_id, adjustment, expected)
 
+    async def apply_batch(self, author: Author, batch: Batch) -> records.BatchResult:
+        author = replace(author, batch_id=new_id())
+        ids = sorted({op["item_id"] for op in batch["operations"] if "item_id" in op})
+        return await self._logged(author, _apply_steps, shared.batch_steps(batch), ids)
+
     async def item_events(
         self, tenant: str, item_id: str, after: int, limit: int
     ) -> records.EventPage:
@@ -309,6 +319,20 @@ class PostgresStore(_StateReads):
         return result
 
     async def _write(self, author: Author | None, change: Change[T], *args: Any) -> T:
+        """``_write_once``, again when PostgreSQL broke a deadlock by aborting it (rows are
+        locked in id order, but two batches creating one name can still meet): a few
+        times, then 503."""
+        for _ in range(_DEADLOCK_TRIES - 1):
+            try:
+                return await self._write_once(author, change, *args)
+            except asyncpg.DeadlockDetectedError:
+                log.warning("deadlock broken by the database; writing again")
+        try:
+            return await self._write_once(author, change, *args)
+        except asyncpg.DeadlockDetectedError:
+            raise Unavailable("deadlocked with another write; retry", retry_after=1) from None
+
+    async def _write_once(self, author: Author | None, change: Change[T], *args: Any) -> T:
         """``change(db, author, *args)`` on a pooled connection, under its author's
         Idempotency-Key if it has one (``_keyed``), whose problem is raised once the
         transaction holding its record has committed."""
@@ -382,6 +406,24 @@ async def _update_item(
     return Item(*row)
 
 
+async def _apply_steps(
+    db: asyncpg.Connection, author: Author, steps: list[shared.Step], ids: list[str]
+) -> records.BatchResult:
+    """A batch's steps in order in one transaction, its items locked first in id order (so
+    that batches over the same items wait for each other instead of deadlocking); the first
+    step refused refuses the batch."""
+    results: list[Item | None] = []
+    async with db.transaction():
+        await db.execute(_LOCK_ITEMS, author.tenant, ids)
+        for index, (kind, args) in enumerate(steps):
+            try:
+                results.append(await _STEPS[kind](db, author, *args))
+            except Rejected as problem:
+                raise problem.in_operation(index) from None
+    assert author.batch_id is not None
+    return records.BatchResult(author.batch_id, results)
+
+
 async def _delete_item(
     db: asyncpg.Connection, author: Author, item_id: str, reason: str | None
 ) -> None:
@@ -414,6 +456,14 @@ async def _adjust_item(
     return Item(*row)
 
 
+_STEPS: dict[str, Callable[..., Awaitable[Item | None]]] = {
+    "create": _create_item,
+    "update": _update_item,
+    "adjust": _adjust_item,
+    "delete": _delete_item,
+}
+
+
 async def _add_key(db: asyncpg.Connection, author: Author | None, key: ApiKey) -> None:
     await db.execute(
         f"INSERT INTO api_keys ({shared.KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -421,9 +471,9 @@ async def _add_key(db: asyncpg.Connection, author: Author | None, key: ApiKey) -
     )
 
 
-def _who(author: Author, reason: str | None) -> tuple[str, str | None, str, str | None]:
-    """Parameters $1 to $4 of a ``_logged`` statement."""
-    return author.tenant, reason, author.key_id, author.request_id
+def _who(author: Author, reason: str | None) -> tuple[str, str | None, str, str | None, str | None]:
+    """Parameters $1 to $5 of a ``_logged`` statement."""
+    return author.tenant, reason, author.key_id, author.request_id, author.batch_id
 
 
 def _fault_of(error: BaseException) -> tuple[str, int] | None:

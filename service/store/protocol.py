@@ -16,11 +16,12 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from model.invariants import Adjustment, ItemChanges, NewItem
+from model.invariants import Adjustment, Batch, ItemChanges, NewItem
 from service.store.idempotency import Record
 from service.store.records import (
     ApiKey,
     Author,
+    BatchResult,
     Event,
     EventPage,
     Item,
@@ -88,6 +89,12 @@ class Store(StateReader, Protocol):
     ) -> Item:
         """Add the delta to qty, version + 1; raises NotFound, PreconditionFailed,
         QuantityOutOfRange."""
+        ...
+
+    async def apply_batch(self, author: Author, batch: Batch) -> BatchResult:
+        """Apply every operation in order, as one transaction, each event carrying the new
+        batch id; the first operation refused (NotFound, PreconditionFailed, NameTaken,
+        QuantityOutOfRange, its ``operation`` set) refuses the batch, changing nothing."""
         ...
 
     async def item_events(self, tenant: str, item_id: str, after: int, limit: int) -> EventPage:

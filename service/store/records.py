@@ -67,6 +67,8 @@ class Author:
     request_id: str | None = None
     claim: Claim | None = None
     """The request's ``Idempotency-Key``, if it came with one (``service.store.idempotency``)."""
+    batch_id: str | None = None
+    """The batch the change is part of, carried by its event (``Store.apply_batch``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,19 @@ class Event:
             "batch_id": self.batch_id,
             "at": self.at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """An applied batch: its id, and each operation's item after it (None for a delete)."""
+
+    batch_id: str
+    results: list[Item | None]
+
+    def as_json(self) -> dict[str, Any]:
+        """The batch's JSON representation."""
+        results = [None if item is None else item.as_json() for item in self.results]
+        return {"batch_id": self.batch_id, "results": results}
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from importlib import import_module, resources
 from typing import Any
 
-from model.invariants import ItemChanges, name_key
+from model.invariants import Batch, ItemChanges, name_key
 from service.problems import NotFound, PreconditionFailed, QuantityOutOfRange
 from service.store.records import (
     ApiKey,
@@ -159,7 +159,7 @@ def event_values(
     """The row (EVENT_ROW_COLUMNS) of the event that left ``item`` as it is."""
     return (
         author.tenant, seq, item.id, kind, item.version, item.qty, delta, item.name, reason,
-        author.key_id, author.request_id, None, item.updated_at,
+        author.key_id, author.request_id, author.batch_id, item.updated_at,
     )  # fmt: skip
 
 
@@ -204,6 +204,33 @@ def updated_values(current: Item, changes: ItemChanges) -> tuple[str, str, int]:
 def adjustment_refused(item_id: str, qty: int | None, delta: int) -> NotFound | QuantityOutOfRange:
     """Why an adjustment matched no row: the item (at ``qty``) is missing or would leave range."""
     return NotFound.item(item_id) if qty is None else QuantityOutOfRange.after(qty, delta)
+
+
+Step = tuple[str, tuple[Any, ...]]
+"""One operation of a batch as a transition to run: its kind (create, update, adjust,
+delete) and its arguments after the author, as the backend's transition of that kind takes
+them (a create's new id is the backend's to make)."""
+
+
+def batch_steps(batch: Batch) -> list[Step]:
+    """The transitions a batch runs, in order, each with the batch's reason."""
+    reason = batch.get("reason")
+    because = {} if reason is None else {"reason": reason}
+    steps: list[Step] = []
+    for op in batch["operations"]:
+        expected = frozenset({op["if_match"]}) if "if_match" in op else None
+        fields = {k: v for k, v in op.items() if k in ("name", "qty")}
+        match op["op"]:
+            case "create":
+                steps.append(("create", ({**fields, **because},)))
+            case "update":
+                steps.append(("update", (op["item_id"], {**fields, **because}, expected)))
+            case "adjust":
+                adjustment = {"delta": op["delta"], **because}
+                steps.append(("adjust", (op["item_id"], adjustment, expected)))
+            case "delete":
+                steps.append(("delete", (op["item_id"], reason)))
+    return steps
 
 
 def key_rows(keys: Sequence[ApiKey]) -> list[tuple[Any, ...]]:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from model.invariants import QTY_MAX, Adjustment, ItemChanges, NewItem, name_key
+from model.invariants import QTY_MAX, Adjustment, Batch, ItemChanges, NewItem, name_key
 from service import metrics
 from service.ids import new_id
 from service.problems import NameTaken, NotFound, Rejected
@@ -186,6 +186,10 @@ class SqliteStore(_StateReads):
     ) -> Item:
         return await self._logged(author, _adjust_item, item_id, adjustment, expected)
 
+    async def apply_batch(self, author: Author, batch: Batch) -> records.BatchResult:
+        author = replace(author, batch_id=new_id())
+        return await self._logged(author, _apply_steps, shared.batch_steps(batch))
+
     async def item_events(
         self, tenant: str, item_id: str, after: int, limit: int
     ) -> records.EventPage:
@@ -253,9 +257,10 @@ class SqliteStore(_StateReads):
         """Run ``transition(db, author, *args)`` in the next batch, under its author's
         Idempotency-Key if it has one (``_keyed``)."""
         if author.claim is None:
-            return await self._batcher.write(transition, author, *args)
-        expired = idempotency.cutoff(self._ttl)
-        result = await self._batcher.write(_keyed, author, expired, transition, *args)
+            result = await self._batcher.write(transition, author, *args)
+        else:
+            expired = idempotency.cutoff(self._ttl)
+            result = await self._batcher.write(_keyed, author, expired, transition, *args)
         if isinstance(result, Refused):
             raise result.problem  # its record committed; the change did not
         kept: T = result
@@ -547,6 +552,25 @@ def _adjust_item(
     return item
 
 
+def _create_new(db: sqlite3.Connection, author: Author, fields: NewItem) -> Item:
+    return _create_item(db, author, fields, new_id())
+
+
+def _apply_steps(
+    db: sqlite3.Connection, author: Author, steps: list[shared.Step]
+) -> records.BatchResult:
+    """A batch's steps in order, each seeing the effects of those before; the first one
+    refused refuses the batch (the group commit's savepoint undoes the others)."""
+    results: list[Item | None] = []
+    for index, (kind, args) in enumerate(steps):
+        try:
+            results.append(_STEPS[kind](db, author, *args))
+        except Rejected as problem:
+            raise problem.in_operation(index) from None
+    assert author.batch_id is not None
+    return records.BatchResult(author.batch_id, results)
+
+
 def _delete_item(db: sqlite3.Connection, author: Author, item_id: str, reason: str | None) -> None:
     row = db.execute(
         f"DELETE FROM items WHERE id = ? AND tenant = ? RETURNING {shared.ITEM_COLUMNS}",
@@ -556,6 +580,14 @@ def _delete_item(db: sqlite3.Connection, author: Author, item_id: str, reason: s
         gone = Item(*row)
         last = replace(gone, qty=0, version=gone.version + 1, updated_at=utc_now())
         _append(db, author, last, "deleted", -gone.qty, reason)
+
+
+_STEPS: dict[str, Callable[..., Item | None]] = {
+    "create": _create_new,
+    "update": _update_item,
+    "adjust": _adjust_item,
+    "delete": _delete_item,
+}
 
 
 def _append(
