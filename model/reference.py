@@ -9,7 +9,7 @@ It shares only ``model.invariants`` (what a valid name or quantity is) with the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from model.invariants import (
     InvariantViolation,
     Role,
     check_adjustment,
+    check_batch,
     check_create,
     check_reason,
     check_update,
@@ -201,11 +202,21 @@ class ListEvents:
 
 
 @dataclass(frozen=True)
+class ApplyBatch:
+    """Apply a batch of operations, all or nothing; ``new_ids`` are the ids the service
+    assigned to its creates, in order."""
+
+    caller: Caller
+    body: object
+    new_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Keyed:
     """A write sent with an Idempotency-Key (``key``, as the header names it)."""
 
     key: str
-    command: CreateItem | UpdateItem | DeleteItem | AdjustItem
+    command: CreateItem | UpdateItem | DeleteItem | AdjustItem | ApplyBatch
 
     @property
     def caller(self) -> Caller:
@@ -215,6 +226,7 @@ class Keyed:
 
 Command = (
     CreateItem
+    | ApplyBatch
     | Keyed
     | GetItem
     | ListItems
@@ -239,6 +251,10 @@ class Outcome:
     fields: frozenset[str] = frozenset()
     replayed: bool = False
     """The outcome an earlier request with the same Idempotency-Key stored, given again."""
+    results: tuple[Item | None, ...] | None = None
+    """A batch's items after each operation (None for a delete)."""
+    operation: int | None = None
+    """The index of the operation that refused a batch."""
 
 
 def _rejected(status: int, problem: str, fields: frozenset[str] = frozenset()) -> Outcome:
@@ -262,12 +278,14 @@ def apply(state: Inventory, command: Command) -> tuple[Inventory, Outcome]:
     needed = "reader" if isinstance(command, _Read) else "writer"
     if not role_includes(command.caller.role, needed):
         return state, _FORBIDDEN
-    has_id = not isinstance(command, CreateItem | ListItems | ListEvents)
+    has_id = not isinstance(command, CreateItem | ListItems | ListEvents | ApplyBatch)
     if has_id and not _is_canonical_id(command.item_id):  # type: ignore[union-attr]
         return state, _INVALID
     match command:
         case CreateItem():
             return _validated(state, command, check_create, _create)
+        case ApplyBatch():
+            return _validated(state, command, check_batch, _batch)
         case GetItem():
             item = _find(state, command.caller, command.item_id)
             return state, Outcome(200, item=item) if item else _NOT_FOUND
@@ -305,7 +323,7 @@ def _keyed(state: Inventory, keyed: Keyed) -> tuple[Inventory, Outcome]:
     return replace(after, answers={**after.answers, scope: (request, outcome)}), outcome
 
 
-def _request_of(command: CreateItem | UpdateItem | DeleteItem | AdjustItem) -> object:
+def _request_of(command: CreateItem | UpdateItem | DeleteItem | AdjustItem | ApplyBatch) -> object:
     """What makes two valid writes the same request: the operation, its item, its
     condition, and its fields as they are kept (normalized; member order does not count)."""
     match command:
@@ -320,6 +338,10 @@ def _request_of(command: CreateItem | UpdateItem | DeleteItem | AdjustItem) -> o
         case DeleteItem():
             reason = None if command.reason is None else check_reason(command.reason)
             return "delete", command.item_id, reason
+        case ApplyBatch():
+            batch = check_batch(command.body)  # type: ignore[arg-type]
+            operations = [sorted(op.items()) for op in batch["operations"]]
+            return "batch", operations, batch.get("reason")
 
 
 def _delete(state: Inventory, command: DeleteItem) -> tuple[Inventory, Outcome]:
@@ -337,7 +359,7 @@ def _delete(state: Inventory, command: DeleteItem) -> tuple[Inventory, Outcome]:
     return after, Outcome(204)
 
 
-_Write = TypeVar("_Write", CreateItem, UpdateItem, AdjustItem)
+_Write = TypeVar("_Write", CreateItem, UpdateItem, AdjustItem, ApplyBatch)
 
 
 def _validated(
@@ -400,6 +422,44 @@ def _adjust(
     delta, reason = fields["delta"], fields.get("reason")
     after = state.put(adjusted).logged(adjusted, "adjusted", delta, reason, command.caller)
     return after, Outcome(200, item=adjusted)
+
+
+def _batch(
+    state: Inventory, command: ApplyBatch, batch: Mapping[str, Any]
+) -> tuple[Inventory, Outcome]:
+    """Each operation in turn on the state the ones before left; the first refusal refuses
+    the batch, and the state is as it was."""
+    after, results = state, list[Item | None]()
+    fresh = iter(command.new_ids)
+    for index, op in enumerate(batch["operations"]):
+        after, outcome = _operation(after, command.caller, op, batch.get("reason"), fresh)
+        if outcome.status >= 400:
+            return state, replace(outcome, operation=index)
+        results.append(outcome.item)
+    return after, Outcome(200, results=tuple(results))
+
+
+def _operation(
+    state: Inventory,
+    caller: Caller,
+    op: Mapping[str, Any],
+    reason: str | None,
+    fresh: Iterator[str],
+) -> tuple[Inventory, Outcome]:
+    """One operation of a batch, as the single request of its kind would apply it."""
+    because = {} if reason is None else {"reason": reason}
+    fields = {k: v for k, v in op.items() if k in ("name", "qty", "delta")} | because
+    match op["op"]:
+        case "create":
+            return _create(state, CreateItem(caller, fields, next(fresh, "")), fields)
+        case "update":
+            update = UpdateItem(caller, op["item_id"], fields, op.get("if_match"))
+            return _update(state, update, fields)
+        case "adjust":
+            adjust = AdjustItem(caller, op["item_id"], fields, op.get("if_match"))
+            return _adjust(state, adjust, fields)
+        case _:
+            return _delete(state, DeleteItem(caller, op["item_id"], reason))
 
 
 def _listing(state: Inventory, command: ListItems) -> tuple[Item, ...]:

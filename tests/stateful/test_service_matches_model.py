@@ -34,6 +34,7 @@ from hypothesis.stateful import (
 from model.invariants import NAME_MAX, QTY_MAX, name_key
 from model.reference import (
     AdjustItem,
+    ApplyBatch,
     Caller,
     Command,
     CreateItem,
@@ -135,7 +136,20 @@ def _sendable(value: object) -> bool:
 # Idempotency-Keys, as sent: few, so that both tenants reuse them, for the same request (a
 # replay) and for others (422); '"k1"' is k1 in the draft's quoted form.
 idempotency_keys = st.none() | st.sampled_from(["k1", '"k1"', "k2", "k3"])
-Write = CreateItem | UpdateItem | DeleteItem | AdjustItem
+Write = CreateItem | UpdateItem | DeleteItem | AdjustItem | ApplyBatch
+# A batch's plan: each operation's kind, the item it names, and a name, number and If-Match
+# mode to build it from (a create takes the name and |number|; an update |number| as qty).
+batch_plans = st.lists(
+    st.tuples(
+        st.sampled_from(["create", "update", "adjust", "adjust", "delete"]),
+        st.sampled_from(["known", "known", "known", "missing"]),
+        valid_names,
+        st.integers(min_value=-6, max_value=6),
+        st.sampled_from(["none", "none", "current", "stale"]),
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 def _keyed(command: Write, key: str | None) -> Command:
@@ -324,6 +338,49 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         )
         self._expect(_keyed(DeleteItem(caller, item_id, reason), key), response)
 
+    # --- batches -------------------------------------------------------------------------
+
+    @rule(
+        target=ids,
+        caller=st.sampled_from([ACME, ACME, GLOBEX, GLOBEX, ACME_READER]),
+        plan=batch_plans,
+        known=st.lists(ids, min_size=4, max_size=4),
+        missing=missing_ids,
+        reason=st.none() | valid_names,
+        key=idempotency_keys,
+    )
+    def apply_a_batch(
+        self,
+        caller: Caller,
+        plan: list[tuple[str, str, str, int, str]],
+        known: list[str],
+        missing: str,
+        reason: str | None,
+        key: str | None,
+    ) -> Any:
+        """All or nothing: the model's results, or its refusal naming the operation."""
+        operations = [
+            self._batch_operation(kind, known[i] if which == "known" else missing, n, q, m)
+            for i, (kind, which, n, q, m) in enumerate(plan)
+        ]
+        body = {"operations": operations} | ({} if reason is None else {"reason": reason})
+        headers = _key_header(key)
+        before = self.model
+        response = self._send(caller, "POST", "/batch", body, headers)
+        answer = response.json() if response.status_code == 200 else None
+        created = [
+            result["id"]
+            for result, op in zip(answer["results"] if answer else (), operations, strict=False)
+            if op["op"] == "create"
+        ]
+        command = _keyed(ApplyBatch(caller, body, tuple(created)), key)
+        if isinstance(command, Keyed):
+            self.keyed_requests.append((command, "POST", "/batch", body, headers))
+        outcome = self._expect(command, response)
+        if answer is not None and not outcome.replayed:
+            self._check_batch_events(before, answer["batch_id"])
+        return multiple(*created) if outcome.results is not None else multiple()
+
     # --- idempotent retries --------------------------------------------------------------
 
     @precondition(lambda self: self.keyed_requests)
@@ -460,10 +517,42 @@ class ServiceMatchesModel(RuleBasedStateMachine):
             self._check_kept_answer(before, command, outcome, response)
         if outcome.problem is not None:
             assert body["type"] == PREFIX + outcome.problem, body
+        if outcome.results is not None:
+            results = [None if r is None else _public(r) for r in body["results"]]
+            assert results == [None if i is None else i.as_json() for i in outcome.results]
+        if outcome.operation is not None:
+            assert body["operation"] == outcome.operation, body
         if outcome.item is not None:
             assert _public(body) == outcome.item.as_json()
             assert response.headers["ETag"] == f'"{outcome.item.version}"'
         return outcome
+
+    def _batch_operation(
+        self, kind: str, item_id: str, name: str, number: int, if_match: str
+    ) -> dict[str, object]:
+        """One operation of a batch, built from a plan's step."""
+        operation: dict[str, object] = {"op": kind}
+        if kind == "create":
+            return operation | {"name": name, "qty": abs(number)}
+        operation["item_id"] = item_id
+        if kind == "update":
+            operation["qty"] = abs(number)
+        if kind == "adjust":
+            operation["delta"] = number or 1
+        expected = self._condition(item_id, if_match)
+        if kind in ("update", "adjust") and expected is not None:
+            operation["if_match"] = expected
+        return operation
+
+    def _check_batch_events(self, before: Inventory, batch_id: str) -> None:
+        """The events a batch appended, and only those, carry its id."""
+        appended = self.model.events[len(before.events) :]
+        stored = [
+            (e["tenant"], e["seq"]) for e in db.events(self.server.database)
+            if e["batch_id"] == batch_id
+        ]  # fmt: skip
+        assert stored == sorted((e.tenant, e.seq) for e in appended)
+        event(f"batch of {len(appended)} events")
 
     def _check_kept_answer(
         self, before: Inventory, command: Keyed, outcome: Outcome, response: requests.Response

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from model.invariants import QTY_MAX, name_key, normalize_text, text_problem
 from model.reference import (
     AdjustItem,
+    ApplyBatch,
     Caller,
     Command,
     CreateItem,
@@ -463,7 +464,7 @@ def _aim(command: Command, state: Inventory, choice: int, fresh_id: str) -> Comm
         return replace(command, command=aimed)
     if isinstance(command, CreateItem):
         return replace(command, new_id=fresh_id)
-    if isinstance(command, ListItems | ListEvents):
+    if isinstance(command, ListItems | ListEvents | ApplyBatch):
         return command
     held = sorted(state.items)
     strays = [ABSENT, "nope"]  # choices 0 and 1: an unknown id, a malformed one
@@ -602,3 +603,39 @@ def test_a_read_changes_nothing_and_shows_the_callers_items(data: st.DataObject)
 
 def _without(state: Inventory, item_id: str) -> dict[str, Item]:
     return {k: v for k, v in state.items.items() if k != item_id}
+
+
+def test_a_batch_applies_its_operations_in_order_each_seeing_the_ones_before() -> None:
+    state, outcome = apply(
+        Inventory.empty(),
+        ApplyBatch(
+            WRITER,
+            {"operations": [{"op": "create", "name": "bolt", "qty": 2}], "reason": "count"},
+            (_id(1),),
+        ),
+    )
+    adjust = {"op": "adjust", "item_id": _id(1), "delta": -1}
+    body = {"operations": [adjust, {**adjust, "if_match": 2}, {"op": "delete", "item_id": _id(1)}]}
+    after, outcome = apply(state, ApplyBatch(WRITER, body))
+    assert outcome.status == 200
+    assert outcome.results is not None
+    assert [r and (r.qty, r.version) for r in outcome.results] == [(1, 2), (0, 3), None]
+    assert [(e.kind, e.delta, e.reason) for e in after.events[1:]] == [
+        ("adjusted", -1, None),
+        ("adjusted", -1, None),
+        ("deleted", 0, None),
+    ]
+
+
+def test_a_batch_refused_at_one_operation_changes_nothing_and_names_it() -> None:
+    state, _ = apply(Inventory.empty(), CreateItem(WRITER, {"name": "bolt", "qty": 2}, _id(1)))
+    adjust = {"op": "adjust", "item_id": _id(1), "delta": -1}
+    for body, status, problem in [
+        ({"operations": [adjust, {**adjust, "delta": -5}]}, 409, "quantity-out-of-range"),
+        ({"operations": [adjust, {**adjust, "if_match": 1}]}, 412, "precondition-failed"),
+        ({"operations": [adjust, {**adjust, "item_id": ABSENT}]}, 404, "not-found"),
+        ({"operations": [adjust, {"op": "create", "name": "BOLT", "qty": 1}]}, 409, "name-taken"),
+    ]:
+        after, outcome = apply(state, ApplyBatch(WRITER, body, (_id(2),)))
+        assert (outcome.status, outcome.problem, outcome.operation) == (status, problem, 1)
+        assert after == state
