@@ -188,6 +188,32 @@ MUTANTS = (
         ((SQLITE, "        result = Refused(problem)\n", "        raise\n"),),
     ),
     Mutant(
+        "a refused batch keeps the operations before the refused one",
+        (
+            (
+                SQLITE,
+                "            raise problem.in_operation(index) from None",
+                "            return Refused(problem.in_operation(index))",
+            ),
+        ),
+    ),
+    Mutant(
+        "a batch checks if_match against the versions before the batch",
+        (
+            (
+                SQLITE,
+                "    results: list[Item | None] = []\n"
+                "    for index, (kind, args) in enumerate(steps):\n",
+                "    results: list[Item | None] = []\n"
+                '    before = dict(db.execute("SELECT id, version FROM items").fetchall())\n'
+                "    for index, (kind, args) in enumerate(steps):\n"
+                "        if kind in ('update', 'adjust') and args[2] is not None:\n"
+                "            stale = before.get(args[0]) not in args[2]\n"
+                "            args = (args[0], args[1], frozenset({0}) if stale else None)\n",
+            ),
+        ),
+    ),
+    Mutant(
         "an idempotency key is shared across tenants",
         ((IDEMPOTENCY, "WHERE tenant = {p(1)} AND key", "WHERE {p(1)} = {p(1)} AND key"),),
     ),
