@@ -282,7 +282,26 @@ def _schema_errors(validator: Validator, instance: Any, field: Any) -> list[Fiel
     try:
         return [error for e in validator.iter_errors(instance) for error in _field_errors(e, field)]
     except UnicodeEncodeError:
-        return [FieldError(field([]), "strings must be valid Unicode (no lone surrogates)")]
+        unencodable = [
+            name
+            for name, value in (instance.items() if isinstance(instance, dict) else ())
+            if not _is_unicode(value)
+        ] or [None]
+        return [
+            FieldError(field([] if name is None else [name]), _NOT_UNICODE) for name in unencodable
+        ]
+
+
+_NOT_UNICODE = "strings must be valid Unicode (no lone surrogates, no bytes that are not UTF-8)"
+
+
+def _is_unicode(value: Any) -> bool:
+    """Whether ``value`` (a parameter or a body member) holds no lone surrogate anywhere."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _field_errors(error: Any, field: Any) -> list[FieldError]:

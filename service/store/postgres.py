@@ -48,8 +48,11 @@ _FEED = shared.feed_query(lambda n: f"${n}")
 _FIND_ANSWER = idempotency.find_query(lambda n: f"${n}")
 _STORE_ANSWER = idempotency.store_statement(lambda n: f"${n}")
 _PURGE_ANSWERS = idempotency.purge_statement(lambda n: f"${n}")
-_KEY_LOCKS = 0x1DE4  # pg_try_advisory_xact_lock(_KEY_LOCKS, hash): one request per key at a time
-_LOCK_KEY = f"SELECT pg_try_advisory_xact_lock({_KEY_LOCKS}, hashtext($1 || chr(10) || $2))"
+_CLAIM_KEY = (  # the key's lock if free (held to commit), and its unexpired answer if any
+    "SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext($2)), a.fingerprint, a.status,"
+    " a.headers, a.body FROM (SELECT 1) AS one LEFT JOIN idempotency a"
+    " ON a.tenant = $1 AND a.key = $2 AND a.created_at > $3"
+)
 _LOCK_ITEMS = (
     "SELECT 1 FROM items WHERE tenant = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE"
 )
@@ -355,12 +358,18 @@ async def _keyed(
     db: asyncpg.Connection, author: Author, expired: str, change: Change[T], *args: Any
 ) -> T | Refused:
     """``change`` under ``author``'s Idempotency-Key, inside the caller's transaction: the
-    key's lock (held to commit; taken by another request: ``IdempotencyInFlight``), then the
-    stored answer replayed, or the change run in a savepoint and its answer stored."""
+    stored answer replayed (however many retries ask at once), else the key's lock (held to
+    commit; held by another request still running: ``IdempotencyInFlight``), then the
+    change run in a savepoint and its answer stored."""
     claim = author.claim
     assert claim is not None
-    if not await db.fetchval(_LOCK_KEY, author.tenant, claim.key):
+    free, *found = await db.fetchrow(_CLAIM_KEY, author.tenant, claim.key, expired)
+    if found[0] is not None:
+        raise idempotency.replay_of(found, claim)
+    if not free:
         raise IdempotencyInFlight()
+    # The lock is ours now. An answer its last holder committed after the statement above
+    # began is visible to the next one (READ COMMITTED: a new snapshot per statement).
     row = await db.fetchrow(_FIND_ANSWER, author.tenant, claim.key, expired)
     if row is not None:
         raise idempotency.replay_of(row, claim)

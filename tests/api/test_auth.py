@@ -128,6 +128,7 @@ def test_the_contract_requires_the_issues_role_for_every_operation_and_none_for_
         "updateItem": "writer",
         "deleteItem": "writer",
         "adjustItem": "writer",
+        "applyBatch": "writer",
         "listItemEvents": "reader",
         "listEvents": "reader",
         "createKey": "admin",
