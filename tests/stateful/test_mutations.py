@@ -3,10 +3,10 @@
 Every mutant is a few textual replacements in a fresh copy of the project. The state
 machine (tests/stateful/test_service_matches_model.py, SQLite backend, the same examples
 as in CI but without shrinking) then runs against the copy in a subprocess and must fail.
-A bug that only concurrency can show (PostgreSQL commits landing out of feed order) is
-caught by the test made for it instead, named by its mutant. A replacement that no longer
-matches the source fails this test too, so the mutants cannot silently rot as the code
-changes.
+Bugs that only concurrency can show (PostgreSQL commits landing out of feed order, a read
+cache serving a state older than the last write) are caught by the tests made for them
+instead, named by their mutants. A replacement that no longer matches the source fails
+this test too, so the mutants cannot silently rot as the code changes.
 """
 
 from __future__ import annotations
@@ -216,6 +216,28 @@ MUTANTS = (
     Mutant(
         "an idempotency key is shared across tenants",
         ((IDEMPOTENCY, "WHERE tenant = {p(1)} AND key", "WHERE {p(1)} = {p(1)} AND key"),),
+    ),
+    Mutant(
+        "reads are served from a 20 ms cache (a read after a write may miss it)",
+        (
+            (
+                SQLITE,
+                "    async def get_item(self, tenant: str, item_id: str) -> Item:\n"
+                "        rows = await self._fetch(_SELECT_ITEM, item_id, tenant)\n",
+                "    _read_cache: dict[tuple[str, str], tuple[float, Item]] = {}\n\n"
+                "    async def get_item(self, tenant: str, item_id: str) -> Item:\n"
+                "        from time import monotonic\n\n"
+                "        cached = self._read_cache.get((tenant, item_id))\n"
+                "        if cached is not None and monotonic() - cached[0] < 0.020:\n"
+                "            return cached[1]\n"
+                "        item = await self._read_item(tenant, item_id)\n"
+                "        self._read_cache[(tenant, item_id)] = (monotonic(), item)\n"
+                "        return item\n\n"
+                "    async def _read_item(self, tenant: str, item_id: str) -> Item:\n"
+                "        rows = await self._fetch(_SELECT_ITEM, item_id, tenant)\n",
+            ),
+        ),
+        ("tests/system/test_linearizability.py", "-k", "sqlite"),
     ),
 )
 
