@@ -42,7 +42,8 @@ REPLAYED = "Idempotent-Replayed"
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """An empty database of each backend, of this test's own (PostgreSQL's is dropped)."""
+    """An empty database of each backend, of this test's own: in place of conftest's shared
+    PostgreSQL database, one that servers killed mid-write leave to no other test (dropped)."""
     if request.param == "sqlite":
         yield tmp_path / "inventory.db"
         return
