@@ -73,9 +73,12 @@ def events(database: Database, tenant: str | None = None) -> list[dict[str, Any]
     return [row for row in _dicts(database, query) if tenant is None or row["tenant"] == tenant]
 
 
-def answers(database: Database) -> list[dict[str, Any]]:
-    """The stored answers of Idempotency-Keys, as dicts, ordered by tenant and key."""
-    return _dicts(database, "SELECT * FROM idempotency ORDER BY tenant, key")
+def answers(database: Database, tenant: str | None = None) -> list[dict[str, Any]]:
+    """The stored Idempotency-Key answers (of ``tenant``, if given), as dicts (``body`` as
+    bytes), ordered by tenant and key."""
+    query = "SELECT * FROM idempotency ORDER BY tenant, key"
+    rows = [row for row in _dicts(database, query) if tenant is None or row["tenant"] == tenant]
+    return [{**row, "body": bytes(row["body"])} for row in rows]
 
 
 def _rows(database: Database, query: str) -> list[tuple[Any, ...]]:

@@ -41,8 +41,9 @@ def drop_database(url: str) -> None:
 
 
 def empty_database(url: str) -> None:
-    """Remove every row the service wrote, keeping the schema."""
-    asyncio.run(_execute("TRUNCATE items, api_keys, events, feeds", url))
+    """Remove every row the service wrote, keeping the schema (stored Idempotency-Key
+    answers too: a later test's key must not replay an earlier test's answer)."""
+    asyncio.run(_execute("TRUNCATE items, api_keys, events, feeds, idempotency", url))
 
 
 async def _execute(sql: str, url: str = ADMIN_URL) -> None:
