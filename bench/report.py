@@ -3,7 +3,8 @@
 Three parts: the machine (so a number is never read without its context), the results
 table (requests/s, p50/p99, and the ratio service/echo per cell), and the targets of the
 issue, each marked met or missed from the same run's numbers. Then the operations/s of
-workloads whose requests carry several operations.
+workloads whose requests carry several operations, and, with ``BENCH_PROFILE=1``, the
+functions each service spent its CPU in.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.hotspots import Profile
 from bench.wrk import Result
 
 Cell = tuple[str, int]  # (workload, connections)
@@ -152,6 +154,29 @@ def operations_table(
 
 def _operations(result: Result | None) -> str:
     return f"{result.operations_per_second:,.0f}" if result else "-"
+
+
+def hotspots_table(profiles: Mapping[str, Profile]) -> str:
+    """Each service's top functions by own time in one run, side by side; then any failure."""
+    depth = max((len(profile.hotspots) for profile in profiles.values()), default=0)
+    head = ["#", *(f"{name} ({profile.samples:,} samples)" for name, profile in profiles.items())]
+    rows = [
+        [str(rank + 1), *(_hotspot(profile, rank) for profile in profiles.values())]
+        for rank in range(depth)
+    ]
+    failures = [
+        f"- {name}: py-spy recorded nothing: {profile.error}"
+        for name, profile in profiles.items()
+        if profile.error
+    ]
+    return "\n\n".join(part for part in (_table(head, rows) if rows else "", *failures) if part)
+
+
+def _hotspot(profile: Profile, rank: int) -> str:
+    if rank >= len(profile.hotspots):
+        return ""
+    spot = profile.hotspots[rank]
+    return f"{spot.share:.1%} `{spot.function}`"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:

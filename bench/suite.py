@@ -10,7 +10,9 @@ Markdown and saves it to bench/results.md.
 
 Settings (environment): BENCH_DURATION seconds per run (10), BENCH_CONNECTIONS ("16 64"),
 BENCH_BACKENDS ("sqlite postgres"), BENCH_WORKLOADS (all), BENCH_WARMUP seconds (2),
-BENCH_SEED items created before the runs (200), BENCH_POSTGRES (the maintenance URL).
+BENCH_SEED items created before the runs (200), BENCH_POSTGRES (the maintenance URL),
+BENCH_PROFILE=1 (after the measured runs, one more run of each workload per service with
+py-spy attached, for the report's "where the CPU went").
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import preload, report, servers, wrk
+from bench import hotspots, preload, report, servers, wrk
+from bench.hotspots import Profile
 from bench.report import Cell
 from bench.wrk import Result
 
@@ -38,6 +41,7 @@ class Settings:
     workloads: tuple[str, ...]
     warmup: int
     seed: int
+    profile: bool
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -49,6 +53,7 @@ class Settings:
             workloads=tuple(env("BENCH_WORKLOADS", " ".join(wrk.WORKLOADS)).split()),
             warmup=int(env("BENCH_WARMUP", "2")),
             seed=int(env("BENCH_SEED", "200")),
+            profile=env("BENCH_PROFILE", "") == "1",
         )
 
 
@@ -129,11 +134,38 @@ def _measure(
     return cells, results
 
 
+def _profile(
+    settings: Settings, targets: dict[str, Target], work: Path
+) -> dict[str, dict[str, Profile]]:
+    """One more run of each workload per service, at the first connection count, under py-spy."""
+    connections = settings.connections[0]
+    profiles: dict[str, dict[str, Profile]] = {}
+    for workload in settings.workloads:
+        profiles[workload] = {}
+        for name, target in targets.items():
+            if name == "echo":
+                continue
+            with hotspots.recording(target.server, work, f"{name}-{workload}") as profile:
+                wrk.run(
+                    workload, target.server, target.token, target.pool(workload),
+                    f"profile-{workload}", connections, settings.duration,
+                )  # fmt: skip
+            profiles[workload][name] = profile
+            print(
+                f"bench: {name:10} {workload:10} profiled: {profile.samples} samples"
+                f"{'' if profile.error is None else ', ' + profile.error}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return profiles
+
+
 def _document(
     settings: Settings,
     cells: list[Cell],
     results: dict[str, dict[Cell, Result]],
     memory: dict[str, int],
+    profiles: dict[str, dict[str, Profile]],
 ) -> str:
     services = [name for name in results if name != "echo"]
     extra = {
@@ -175,6 +207,7 @@ def _document(
             + report.cpu_table(cells, results, services),
             f"Server memory (RSS) after the runs: {rss}.",
             *(["## Operations/s\n\n" + _OPERATIONS + "\n\n" + operations] if operations else []),
+            *_where_the_cpu_went(settings, profiles),
         ]
     )
 
@@ -186,17 +219,39 @@ _OPERATIONS = (
 )
 
 
+def _where_the_cpu_went(settings: Settings, profiles: dict[str, dict[str, Profile]]) -> list[str]:
+    if not profiles:
+        return []
+    intro = (
+        "## Where the CPU went (py-spy, BENCH_PROFILE=1)\n\n"
+        "After the measured runs, one more run of each workload per service at"
+        f" {settings.connections[0]} connections, with `py-spy record --subprocesses` attached"
+        " to the server from core 0 (100 samples/s; the server is not changed). Each function's"
+        " share is of the samples in which a thread was busy, counted for the innermost Python"
+        " frame: time in C (sqlite3, json, asyncpg's protocol) counts for its Python caller."
+        " py-spy asks the OS whether a thread is busy just before each sample, which is a"
+        " little racy: a thread that wakes often (epoll, a queue's get) is sometimes counted."
+    )
+    return [intro] + [
+        f"### {workload}\n\n" + report.hotspots_table(by_service)
+        for workload, by_service in profiles.items()
+    ]
+
+
 def main() -> None:
     """Start everything, measure every cell, print and save the report."""
     settings = Settings.from_environment()
     unknown = sorted(set(settings.workloads) - set(wrk.WORKLOADS))
     if unknown:
         sys.exit(f"bench: unknown workload(s) {' '.join(unknown)} ({' '.join(wrk.WORKLOADS)})")
+    if settings.profile and hotspots.executable() is None:
+        sys.exit("bench: BENCH_PROFILE=1 needs py-spy (bench/run installs it into .venv)")
     with tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp, ExitStack() as stack:
         targets = _start_targets(settings, Path(tmp), stack)
         cells, results = _measure(settings, targets)
         memory = {name: t.server.rss_bytes() for name, t in targets.items()}
-        document = _document(settings, cells, results, memory) + "\n"
+        profiles = _profile(settings, targets, Path(tmp)) if settings.profile else {}
+        document = _document(settings, cells, results, memory, profiles) + "\n"
     print(document)
     (servers.BENCH / "results.md").write_text(document)
 
