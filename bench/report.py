@@ -2,7 +2,9 @@
 
 Three parts: the machine (so a number is never read without its context), the results
 table (requests/s, p50/p99, and the ratio service/echo per cell), and the targets of the
-issue, each marked met or missed from the same run's numbers.
+issue, each marked met or missed from the same run's numbers. Then the operations/s of
+workloads whose requests carry several operations, and, with ``BENCH_PROFILE=1``, the
+functions each service spent its CPU in.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.hotspots import Profile
 from bench.wrk import Result
 
 Cell = tuple[str, int]  # (workload, connections)
@@ -32,6 +35,8 @@ class Target:
 RATIO_TARGETS = (Target("create", 0.5), Target("adjust", 0.5), Target("get", 0.6))
 P99_TARGET_MS = 25.0
 P99_TARGET_CONNECTIONS = 64
+P99_TARGET_WORKLOADS = ("create", "get", "list", "adjust", "mixed")
+"""The workloads the p99 target was set on; those added since (batches, the feed) have none."""
 
 
 def machine(extra: Mapping[str, str]) -> str:
@@ -132,6 +137,53 @@ def _cpu(result: Result | None) -> str:
     return f"{result.cpu_share:.0%} / {result.core_busy:.0%} / {result.cpu_us_per_request:,.0f}"
 
 
+def operations_table(
+    cells: Sequence[Cell], results: Mapping[str, Mapping[Cell, Result]], services: Sequence[str]
+) -> str:
+    """Operations/s of the cells whose requests carry several operations (a batch); "" if none."""
+    names = ["echo", *services]
+    rows = []
+    for cell in cells:
+        measured = [results[name].get(cell) for name in names]
+        size = max((result.operations_per_request for result in measured if result), default=1)
+        if size > 1:
+            rows.append([cell[0], str(cell[1]), str(size), *map(_operations, measured)])
+    head = ["workload", "conns", "operations a request", *(f"{name} ops/s" for name in names)]
+    return _table(head, rows) if rows else ""
+
+
+def _operations(result: Result | None) -> str:
+    return f"{result.operations_per_second:,.0f}" if result else "-"
+
+
+def hotspots_table(profiles: Mapping[str, Profile]) -> str:
+    """Each service's top functions by own time in one run, side by side; then any failure."""
+    depth = max((len(profile.hotspots) for profile in profiles.values()), default=0)
+    head = ["#", *(f"{name} ({profile.samples:,} samples)" for name, profile in profiles.items())]
+    rows = [
+        [str(rank + 1), *(_hotspot(profile, rank) for profile in profiles.values())]
+        for rank in range(depth)
+    ]
+    failures = [
+        f"- {name}: py-spy recorded nothing: {profile.error}"
+        for name, profile in profiles.items()
+        if profile.error
+    ]
+    return "\n\n".join(part for part in (_table(head, rows) if rows else "", *failures) if part)
+
+
+def _hotspot(profile: Profile, rank: int) -> str:
+    if rank >= len(profile.hotspots):
+        return ""
+    spot = profile.hotspots[rank]
+    return f"{spot.share:.1%} `{spot.function}`"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = [head, ["---"] * len(head), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
 def targets(
     cells: Sequence[Cell], results: Mapping[str, Mapping[Cell, Result]], services: Sequence[str]
 ) -> str:
@@ -155,7 +207,7 @@ def targets(
         at_64 = [
             (cell, result)
             for cell, result in results[name].items()
-            if cell[1] == P99_TARGET_CONNECTIONS
+            if cell[1] == P99_TARGET_CONNECTIONS and cell[0] in P99_TARGET_WORKLOADS
         ]
         if at_64:
             (workload, _), worst = max(at_64, key=lambda pair: pair[1].p99_us)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from bench.servers import BENCH, LOAD_CORE, SERVER_CORE, Server, pinned
 
-WORKLOADS = ("create", "get", "list", "adjust", "mixed")
+WORKLOADS = (
+    "create", "get", "list", "adjust", "mixed", "idempotent", "replay", "batch", "feed",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Result:
     socket_errors: int
     server_cpu_s: float
     core_busy_s: float
+    operations_per_request: int = 1
+    """Operations each request carried (10 for a ``batch`` of 10 adjustments)."""
 
     @property
     def seconds(self) -> float:
@@ -41,6 +45,10 @@ class Result:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def operations_per_second(self) -> float:
+        return self.rps * self.operations_per_request
 
     @property
     def cpu_share(self) -> float:
