@@ -214,7 +214,7 @@ def _check_operation(index: int, operation: object, errors: list[FieldError]) ->
     if not isinstance(operation, dict):
         errors.append(FieldError(at, "must be an object"))
         return cast(Operation, out)
-    if kind not in _OPERATIONS:
+    if not isinstance(kind, str) or kind not in _OPERATIONS:
         errors.append(FieldError(f"{at}/op", "must be one of create, update, adjust, delete"))
         return cast(Operation, out)
     required, optional = _OPERATIONS[str(kind)]

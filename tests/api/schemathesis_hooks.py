@@ -15,7 +15,8 @@ apart from valid input (openapi.yaml says so in prose):
 
 ``filter_failure`` drops a positive-data rejection (ST202) only when the answer is a 400
 problem whose every error names a field that, as sent on the wire, has one of these
-properties. Any other rejection of schema-valid data still fails the run, and every
+properties (in a batch, the same fields of its operations). Any other rejection of
+schema-valid data still fails the run, and every
 other check is untouched.
 
 ``before_call`` sends a valid ``wait`` of listEvents as ``wait=0``: a long poll holds an
@@ -36,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 import schemathesis
 from schemathesis.openapi.checks import RejectedPositiveData
 
-_INTEGER_FIELDS = {"/qty", "/delta"}
+_INTEGER_FIELDS = {"/qty", "/delta", "/if_match"}
 _TEXT_FIELDS = {"/name", "/reason"}
 _TEXT_MAX = 200
 
@@ -80,14 +81,29 @@ def _documented(field: str, body: Any, query: dict[str, list[str]]) -> bool:
         return all(not issuable_cursor(cursor) for cursor in query.get("cursor", []))
     if not isinstance(body, dict):
         return False
-    value = body.get(field.removeprefix("/"))
-    if field in _INTEGER_FIELDS:
+    value, last = _member(body, field)
+    if last in _INTEGER_FIELDS:
         return isinstance(value, float) and value.is_integer()
-    if field in _TEXT_FIELDS:
+    if last in _TEXT_FIELDS:
         return (
             isinstance(value, str) and len(unicodedata.normalize("NFC", value).strip()) > _TEXT_MAX
         )
     return False
+
+
+def _member(body: dict[str, Any], field: str) -> tuple[Any, str]:
+    """The member a JSON pointer names (a batch's ``/operations/2/delta`` included), and its
+    last step as a top-level pointer (``/delta``)."""
+    value: Any = body
+    steps = field.split("/")[1:]
+    for step in steps:
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return None, ""
+    return value, f"/{steps[-1]}" if steps else ""
 
 
 def issuable_cursor(cursor: str) -> bool:
