@@ -572,7 +572,11 @@ class _TimedPool:
                 yield db
             except Exception as error:
                 if _fault_of(error) is not None:
-                    db.terminate()  # never handed out again: the pool makes a new one
+                    # Never handed out again: the pool makes a new one. A connection the
+                    # server ended may already be back in the pool (asyncpg returns it):
+                    # then there is nothing left to end.
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        db.terminate()
                 raise
             finally:
                 await self._pool.release(db)

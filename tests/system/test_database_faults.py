@@ -55,7 +55,11 @@ def served(database: str, cwd: Path) -> Iterator[tuple[ServedProcess, requests.S
     ):
         session.headers["Authorization"] = f"Bearer {made.stdout.strip()}"
         session.hooks["response"].append(_contract_hook)
-        yield server, session
+        try:
+            yield server, session
+        except BaseException:
+            print(f"--- the server's log ---\n{server.stderr()[-20000:]}")  # shown on failure
+            raise
 
 
 def create(server: ServedProcess, session: requests.Session, name: str) -> requests.Response:
