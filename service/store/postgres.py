@@ -32,6 +32,7 @@ from service.store import idempotency, records, shared
 from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow
 from service.store.idempotency import Refused
+from service.store.key_cache import KeyCache
 from service.store.protocol import StateReader
 from service.store.records import ApiKey, Author, Event, Item, utc_now
 
@@ -42,6 +43,12 @@ log = logging.getLogger("inventory")
 _MIGRATION_LOCK = 0x1A7E7100  # pg_advisory_xact_lock id: one migrator at a time
 _SELECT_ITEM = f"SELECT {shared.ITEM_COLUMNS} FROM items WHERE id = $1 AND tenant = $2"
 _CHANNEL = "inventory_events"
+_KEYS_CHANNEL = "inventory_revoked_keys"  # each revocation's key id, from its transaction
+_REVOKE = (
+    "WITH revoked AS (UPDATE api_keys SET revoked_at = $1 WHERE id = $2"
+    " AND ($3::text IS NULL OR tenant = $3) AND revoked_at IS NULL RETURNING id)"
+    f" SELECT pg_notify('{_KEYS_CHANNEL}', id) FROM revoked"
+)
 _ANY_EVENT = "SELECT 1 FROM events WHERE tenant = $1 AND item_id = $2 LIMIT 1"
 _HISTORY = shared.history_query(lambda n: f"${n}")
 _FEED = shared.feed_query(lambda n: f"${n}")
@@ -172,7 +179,8 @@ class PostgresStore(_StateReads):
         super().__init__(timed)
         self._pool = timed
         self._signal = FeedSignal()
-        self._listener = _Listener(url, self._signal)
+        self._keys = KeyCache()
+        self._listener = _Listener(url, self._signal, self._keys)
         self._readiness = Readiness(self._probe)
         self._ttl = ttl
         self.answers = idempotency.Purger(ttl, self._purge_answers)
@@ -257,18 +265,25 @@ class PostgresStore(_StateReads):
         await self._write(author, _add_key, key)
 
     async def find_key(self, key_id: str) -> ApiKey | None:
+        """The key, from this process's cache while it hears every revocation
+        (``service.store.key_cache``), else from the database."""
+        if (kept := self._keys.get(key_id)) is not None:
+            return kept
+        read_at = self._keys.generation
         row = await self._pool.fetchrow(
             f"SELECT {shared.KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id
         )
-        return ApiKey(*row) if row else None
+        if row is None:
+            return None
+        key = ApiKey(*row)
+        self._keys.keep(key, read_at)
+        return key
 
     async def revoke_key(self, tenant: str | None, key_id: str) -> bool:
-        status = await self._pool.execute(
-            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2"
-            " AND ($3::text IS NULL OR tenant = $3) AND revoked_at IS NULL",
-            utc_now(), key_id, tenant,
-        )  # fmt: skip
-        return bool(status == "UPDATE 1")
+        """Revoke it, and tell every process (NOTIFY, in the same transaction)."""
+        revoked = await self._pool.fetch(_REVOKE, utc_now(), key_id, tenant)
+        self._keys.revoked(key_id)
+        return len(revoked) == 1
 
     async def import_state(self, state: records.State) -> None:
         async with self._pool.acquire() as db, db.transaction():
@@ -501,12 +516,14 @@ class _CannotConnect(ConnectionError):
 
 class _Listener:
     """The LISTEN connection that wakes this process's followers when another process
-    commits. When the server ends it, it is connected again (with backoff) and then wakes
-    every follower, who read what committed in between."""
+    commits, and drops a revoked key from this process's cache. When the server ends it, the
+    key cache is switched off (every lookup reads the database) until it is connected again
+    (with backoff); then every follower is woken, to read what committed in between."""
 
-    def __init__(self, url: str, signal: FeedSignal) -> None:
+    def __init__(self, url: str, signal: FeedSignal, keys: KeyCache) -> None:
         self._url = url
         self._signal = signal
+        self._keys = keys
         self._db: asyncpg.Connection | None = None
         self._again: asyncio.Task[None] | None = None
         self._closing = False
@@ -515,11 +532,13 @@ class _Listener:
         db = await asyncpg.connect(self._url, timeout=wait_budget())
         try:
             await db.add_listener(_CHANNEL, self._notified)
+            await db.add_listener(_KEYS_CHANNEL, self._revoked)
         except BaseException:
             db.terminate()
             raise
         db.add_termination_listener(self._lost)
         self._db = db
+        self._keys.switch(on=True)
 
     async def close(self) -> None:
         self._closing = True
@@ -534,7 +553,12 @@ class _Listener:
         """An event of ``tenant`` committed, in this process or another."""
         self._signal.wake(tenant)
 
+    def _revoked(self, _: object, __: int, ___: str, key_id: str) -> None:
+        """A key was revoked, in this process or another."""
+        self._keys.revoked(key_id)
+
     def _lost(self, _: object) -> None:
+        self._keys.switch(on=False)  # no revocation can reach this process now
         if not self._closing and self._again is None:
             self._again = asyncio.get_running_loop().create_task(self._listen_again())
 

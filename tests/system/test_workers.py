@@ -37,7 +37,7 @@ from service.auth import new_key
 from service.store import open_store
 from tests.support import db
 from tests.support.contract import ContractClient
-from tests.support.db import PostgresDatabase
+from tests.support.db import PostgresDatabase, key_id
 from tests.support.problems import NAME_TAKEN, OUT_OF_RANGE
 from tests.support.processes import ServedProcess, free_port, run_inventory
 
@@ -576,3 +576,70 @@ def test_serve_with_zero_workers_is_a_usage_error_not_a_traceback(tmp_path: Path
     assert "Traceback" not in outcome.stderr, outcome.stderr
     assert "workers" in outcome.stderr
     assert not (tmp_path / "inventory.db").exists()
+
+
+# --- API keys, as each worker keeps them --------------------------------------------------
+
+
+def _requests_until_refused(client: ContractClient, seconds: float) -> float:
+    """Seconds until ``client`` is answered 401 (GET /items again and again), at most
+    ``seconds``; then three more requests must be refused too."""
+    started = time.monotonic()
+    while client.get("/items", timeout=10).status_code != 401:
+        assert time.monotonic() - started < seconds, f"still accepted after {seconds} s"
+    took = time.monotonic() - started
+    assert [client.get("/items", timeout=10).status_code for _ in range(3)] == [401] * 3
+    return took
+
+
+def _revoke_behind_the_services_back(database: str, key: str) -> None:
+    db.execute(
+        PostgresDatabase(database),
+        "UPDATE api_keys SET revoked_at = '2026-01-01T00:00:00.000000Z'"
+        f" WHERE id = '{key_id(key)}'",
+    )
+
+
+def test_a_key_revoked_through_one_worker_is_refused_by_every_worker_within_100_ms(
+    fresh_postgres: PostgresDatabase, tmp_path: Path
+) -> None:
+    admin = add_key(fresh_postgres.url, "acme", "admin")
+    writer = add_key(fresh_postgres.url, "acme", "writer")
+    with ServedWorkers(fresh_postgres.url, tmp_path) as serve:
+        writers = one_client_per_worker(serve, writer)
+        [revoker, *_] = one_client_per_worker(serve, admin).values()
+        for client in writers.values():  # each worker reads the key, and keeps it
+            assert [client.get("/items", timeout=10).status_code for _ in range(3)] == [200] * 3
+        assert revoker.delete(f"/keys/{key_id(writer)}", timeout=10).status_code == 204
+        took = {worker: _requests_until_refused(c, 1.0) for worker, c in writers.items()}
+        close_all([*writers.values(), revoker])
+    assert max(took.values()) < 0.1, took
+
+
+def test_a_worker_keeps_the_keys_it_read_while_it_hears_revocations_and_none_while_it_cannot(
+    fresh_postgres: PostgresDatabase, tmp_path: Path
+) -> None:
+    """The key cache is real (a revocation written behind the service's back, without its
+    notification, is not seen while a worker keeps the key), and it fails closed: once the
+    listening connection is gone, every lookup reads the database again."""
+    writer = add_key(fresh_postgres.url, "acme", "writer")
+    name = fresh_postgres.url.rsplit("/", 1)[1]
+    with ServedWorkers(fresh_postgres.url, tmp_path) as serve:
+        clients = one_client_per_worker(serve, writer)
+        for client in clients.values():
+            assert client.get("/items", timeout=10).status_code == 200
+        _revoke_behind_the_services_back(fresh_postgres.url, writer)
+        for client in clients.values():  # kept: only the service's revocations are heard
+            assert client.get("/items", timeout=10).status_code == 200
+        db.execute(
+            fresh_postgres,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE datname = '{name}' AND query LIKE 'LISTEN%'",
+        )
+        wait_until(
+            lambda: serve.stderr().count("feed listener connection lost") >= WORKERS or None,
+            10, "every worker notices its listening connection is gone",
+        )  # fmt: skip
+        for client in clients.values():  # nothing kept now: the database says revoked
+            assert client.get("/items", timeout=10).status_code == 401
+        close_all(list(clients.values()))

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from model.invariants import name_key
 from service.problems import NotFound, PreconditionFailed, QuantityOutOfRange
-from service.store.records import Item, PageRequest
+from service.store.key_cache import KeyCache
+from service.store.records import ApiKey, Item, PageRequest
 from service.store.shared import (
     ITEM_ROW_COLUMNS,
     adjustment_refused,
@@ -156,3 +157,38 @@ def test_pending_migrations_are_listed_in_order_without_the_applied_ones(backend
 
 def test_migrating_twice_applies_nothing_the_second_time(database: sqlite3.Connection) -> None:
     assert migrate(database) == []
+
+
+def _key(key_id: str) -> ApiKey:
+    return ApiKey(key_id, "acme", "writer", b"h", "2026-01-01T00:00:00.000000Z", None)
+
+
+def test_the_key_cache_keeps_nothing_until_revocations_can_be_heard() -> None:
+    cache = KeyCache()
+    cache.keep(_key("a"), cache.generation)
+    assert cache.get("a") is None
+    cache.switch(on=True)
+    cache.keep(_key("a"), cache.generation)
+    assert cache.get("a") == _key("a")
+
+
+def test_a_key_read_while_a_revocation_arrived_is_not_kept() -> None:
+    cache = KeyCache()
+    cache.switch(on=True)
+    read_at = cache.generation  # a lookup begins reading the database...
+    cache.revoked("a")  # ...a revocation is heard before it ends...
+    cache.keep(_key("a"), read_at)  # ...so what it read may be stale
+    assert cache.get("a") is None
+
+
+def test_the_key_cache_forgets_a_revoked_key_and_everything_when_switched_off() -> None:
+    cache = KeyCache()
+    cache.switch(on=True)
+    for key_id in ("a", "b"):
+        cache.keep(_key(key_id), cache.generation)
+    cache.revoked("a")
+    assert (cache.get("a"), cache.get("b")) == (None, _key("b"))
+    cache.switch(on=False)
+    assert cache.get("b") is None
+    cache.switch(on=True)
+    assert cache.get("b") is None
