@@ -18,6 +18,7 @@ import json
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ import requests
 
 from model.invariants import QTY_MAX
 from tests.support import db
-from tests.support.contract import ContractClient
+from tests.support.contract import ContractClient, ContractViolation
 from tests.support.db import Database
 from tests.support.problems import (
     FORBIDDEN,
@@ -698,6 +699,30 @@ def test_an_invalid_batch_is_400_naming_each_bad_field_and_changes_nothing(
     assert db.snapshot(module_database) == before
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=ContractViolation,
+    reason=(
+        "service bug: an operation whose op is an object or an array is answered 500 (an"
+        " undocumented status), not 400: model/invariants.py _check_operation tests"
+        " `kind not in _OPERATIONS` on an unhashable value (TypeError: unhashable type);"
+        " schemathesis finds it too (tests/api/test_schemathesis.py, POST /batch)"
+    ),
+)
+@pytest.mark.parametrize("op", [{}, [], ["adjust"]], ids=["object", "empty-array", "array"])
+def test_an_op_that_is_not_a_string_is_400_naming_it(
+    fresh_writer: ContractClient, module_database: Database, op: object
+) -> None:
+    bolt = create(fresh_writer, "Bolt")["id"]
+    before = db.snapshot(module_database)
+
+    response = send(fresh_writer, [{"op": op, "item_id": bolt, "delta": 1}])
+
+    problem = assert_problem(response, 400, VALIDATION)
+    assert error_fields(problem) == {"/operations/0/op"}
+    assert db.snapshot(module_database) == before
+
+
 def test_more_than_20_bad_fields_are_answered_as_the_first_20_and_a_count_of_the_rest(
     fresh_writer: ContractClient, module_database: Database
 ) -> None:
@@ -867,6 +892,17 @@ def test_concurrent_adjustments_with_the_same_if_match_apply_exactly_once(
 # --- Idempotency-Key -----------------------------------------------------------------
 
 
+@pytest.fixture
+def forget_answers(module_database: Database, fresh_tenant: str) -> Iterator[None]:
+    """Afterwards, remove the answers kept for ``fresh_tenant``'s Idempotency-Keys: the
+    module's PostgreSQL database is the session's, which ``module_server`` empties of every
+    other row when done (``tests.support.postgres.empty_database``) but not of these, and
+    later modules export it expecting none."""
+    yield
+    db.execute(module_database, f"DELETE FROM idempotency WHERE tenant = '{fresh_tenant}'")
+
+
+@pytest.mark.usefixtures("forget_answers")
 def test_a_keyed_batch_sent_again_replays_the_same_bytes_and_changes_nothing(
     fresh_writer: ContractClient, module_database: Database, fresh_tenant: str
 ) -> None:
@@ -897,6 +933,7 @@ def test_a_keyed_batch_sent_again_replays_the_same_bytes_and_changes_nothing(
     assert len([e for e in stored_events(module_database, fresh_tenant) if e["batch_id"]]) == 3
 
 
+@pytest.mark.usefixtures("forget_answers")
 def test_a_keyed_batch_sent_again_with_another_body_is_422_and_changes_nothing(
     fresh_writer: ContractClient, module_database: Database
 ) -> None:
@@ -914,6 +951,7 @@ def test_a_keyed_batch_sent_again_with_another_body_is_422_and_changes_nothing(
     assert db.snapshot(module_database) == before
 
 
+@pytest.mark.usefixtures("forget_answers")
 @pytest.mark.parametrize(
     "case", ["update-missing", "create-name-taken", "adjust-below-zero", "adjust-stale-if-match"]
 )
@@ -945,6 +983,7 @@ def test_a_keyed_batch_that_was_refused_replays_its_refusal_and_changes_nothing(
     ]
 
 
+@pytest.mark.usefixtures("forget_answers")
 def test_a_keyed_batch_refused_as_invalid_is_not_kept_so_the_corrected_one_applies(
     fresh_writer: ContractClient, module_database: Database, fresh_tenant: str
 ) -> None:
