@@ -63,6 +63,7 @@ _CLAIM_KEY = (  # the key's lock if free (held to commit), and its unexpired ans
 _LOCK_ITEMS = (
     "SELECT 1 FROM items WHERE tenant = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE"
 )
+_LOCK_FEED = "SELECT 1 FROM feeds WHERE tenant = $1 FOR UPDATE"  # none yet: its first event
 _DEADLOCK_TRIES = 3
 _LIMIT_RETRY = 0.02  # seconds between tries for a connection while at the server's limit
 _NO_TIMEOUTS = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"  # migrate, import
@@ -433,12 +434,17 @@ async def _update_item(
 async def _apply_steps(
     db: asyncpg.Connection, author: Author, steps: list[shared.Step], ids: list[str]
 ) -> records.BatchResult:
-    """A batch's steps in order in one transaction, its items locked first in id order (so
-    that batches over the same items wait for each other instead of deadlocking); the first
-    step refused refuses the batch."""
+    """A batch's steps in order in one transaction; the first step refused refuses the batch.
+
+    Locks come first, in the order every write takes them: the items the batch names, in id
+    order, then the tenant's feed row. So batches over the same items wait for each other
+    instead of deadlocking, and a batch never holds the feed row while it waits for another
+    batch's new name to commit or not (two batches creating the same names in different
+    orders would otherwise deadlock: each waiting for the other's name or feed row)."""
     results: list[Item | None] = []
     async with db.transaction():
         await db.execute(_LOCK_ITEMS, author.tenant, ids)
+        await db.execute(_LOCK_FEED, author.tenant)
         for index, (kind, args) in enumerate(steps):
             try:
                 results.append(await _STEPS[kind](db, author, *args))

@@ -306,22 +306,7 @@ def race_for_names(clients: list[ContractClient]) -> tuple[list[Sent], float]:
     return run_clients(clients, batches, in_step=True)
 
 
-NAMES_ON_POSTGRES = pytest.mark.xfail(
-    strict=True,
-    raises=AnsweredUnavailable,
-    reason=(
-        "service bug: on PostgreSQL, batches creating the same names in different orders"
-        " deadlock (one waits on the other's uncommitted name in items_tenant_name_key_key,"
-        " the other on the tenant's feeds row the first holds since its earlier operation);"
-        " each deadlock takes deadlock_timeout (1 s) to break, the queue behind it passes"
-        " the 3 s wait budget, and 4 to 18 of these 64 batches are answered 503 (lock"
-        " timeout, statement timeout, 'deadlocked with another write') instead of 409, the"
-        " slowest after 5 to 10 s or more"
-    ),
-)
-
-
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=NAMES_ON_POSTGRES)])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_concurrent_batches_creating_the_same_names_make_each_name_once_and_refuse_the_rest(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
