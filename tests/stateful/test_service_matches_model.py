@@ -234,7 +234,7 @@ class ServiceMatchesModel(RuleBasedStateMachine):
         caller=st.sampled_from(CALLERS),
         prefix=st.none()
         | st.sampled_from(["a", "A", "caf", "CAFE\u0301", "stras", "b", " a", "\u01c6"]),
-        limit=st.integers(min_value=1, max_value=3),
+        limit=st.sampled_from([1, 1, 2, 3]),  # 1 most: every item is a page boundary
     )
     def list_every_page(self, caller: Caller, prefix: str | None, limit: int) -> None:
         """Walking all pages yields each item exactly once, in the model's order."""
