@@ -17,6 +17,7 @@ write, ``createKey`` included).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -693,12 +694,38 @@ def row_locked(url: str, item_id: str) -> Iterator[RowLock]:
         lock.release()
 
 
+@pytest.mark.parametrize("module_server", ["sqlite"], indirect=True)
+def test_a_request_while_its_key_is_in_flight_waits_its_turn_on_sqlite_and_replays(
+    module_server: LiveServer, admin: ContractClient, module_database: Database, fresh_tenant: str
+) -> None:
+    """SQLite's one writer applies writes one after another: a second request with the key
+    of one still waiting to be written is written after it, and replays its answer."""
+    assert isinstance(module_database, Path)  # PostgreSQL answers 409: the test below
+    item = create(admin, "Bolt", 5)
+    write = Write("POST", f"/items/{item['id']}/adjustments", {"delta": -1})
+    blocker = sqlite3.connect(module_database, timeout=10)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # the write lock: the service's writer waits
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(write.send, admin, "queued")
+            time.sleep(0.3)  # the first is in the writer's batch, waiting for the lock
+            second = pool.submit(write.send, admin, "queued")
+            time.sleep(0.3)
+            blocker.rollback()
+            answers = [first.result(timeout=30), second.result(timeout=30)]
+    finally:
+        blocker.close()
+
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert_replay(*answers)
+    assert [e["type"] for e in db.events(module_database, fresh_tenant)] == ["created", "adjusted"]
+
+
+@pytest.mark.parametrize("module_server", ["postgres"], indirect=True)
 def test_a_request_while_its_key_is_in_flight_is_409_with_retry_after_then_replays(
     module_server: LiveServer, admin: ContractClient, module_database: Database, fresh_tenant: str
 ) -> None:
-    if isinstance(module_database, Path):
-        pytest.skip("SQLite's one writer runs same-key requests one after the other: no 409")
-    assert isinstance(module_database, PostgresDatabase)
+    assert isinstance(module_database, PostgresDatabase)  # SQLite: the test above
     item = create(admin, "Bolt", 5)
     write = Write("POST", f"/items/{item['id']}/adjustments", {"delta": -1})
     token = module_server.create_key(fresh_tenant, "writer")
