@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict, cast
 
 QTY_MAX = 2**53 - 1
 """The largest quantity: 2^53 - 1, exact in every JSON client."""
@@ -375,9 +375,9 @@ def _finish(out: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
-    """What the ledger rules look at in one event: which item, what kind, where it left it."""
+class LedgerEntry(NamedTuple):
+    """What the ledger rules look at in one event: which item, what kind, where it left it.
+    (A tuple: ``inventory check`` holds one per event, a million of them and more.)"""
 
     item_id: str
     kind: str

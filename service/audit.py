@@ -29,17 +29,44 @@ _PAGE = 1000
 
 def audit(items: Sequence[tuple[str, Item]], events: Sequence[tuple[str, Event]]) -> list[str]:
     """One line per violated invariant; none for a healthy state."""
-    problems = [f"tenant {t!r}, item {i.id}: {why}" for t, i in items if (why := item_problem(i))]
-    problems += _name_clashes(items)
-    current: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+    state = _Audit()
     for tenant, item in items:
-        current[tenant][item.id] = (item.qty, item.version)
-    ledgers: dict[str, list[Event]] = defaultdict(list)
+        state.add_item(tenant, item)
     for tenant, event in events:
-        ledgers[tenant].append(event)
-    for tenant in sorted(current.keys() | ledgers.keys()):
-        problems += _tenant_ledger_problems(tenant, current[tenant], ledgers[tenant])
-    return problems
+        state.add_event(tenant, event)
+    return state.problems()
+
+
+class _Audit:
+    """The audit, fed one record at a time: it keeps only what the checks across records
+    need (each item's qty and version, each name key, each event's ledger entry), so that
+    ``inventory check`` of a million items and events holds no million records."""
+
+    def __init__(self) -> None:
+        self._problems: list[str] = []
+        self._names: dict[tuple[str, str], str] = {}
+        self._current: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+        self._ledgers: dict[str, list[tuple[LedgerEntry, int]]] = defaultdict(list)
+
+    def add_item(self, tenant: str, item: Item) -> None:
+        if why := item_problem(item):
+            self._problems.append(f"tenant {tenant!r}, item {item.id}: {why}")
+        first = self._names.setdefault((tenant, name_key(item.name)), item.id)
+        if first != item.id:
+            self._problems.append(f"tenant {tenant!r}, item {item.id}: name taken by item {first}")
+        self._current[tenant][item.id] = (item.qty, item.version)
+
+    def add_event(self, tenant: str, e: Event) -> None:
+        entry = LedgerEntry(e.item_id, e.type, e.version, e.qty, e.delta)
+        self._ledgers[tenant].append((entry, e.seq))
+
+    def problems(self) -> list[str]:
+        problems = list(self._problems)
+        for tenant in sorted(self._current.keys() | self._ledgers.keys()):
+            problems += _tenant_ledger_problems(
+                tenant, self._current[tenant], self._ledgers[tenant]
+            )
+        return problems
 
 
 def item_problem(item: Item) -> str | None:
@@ -53,38 +80,27 @@ def item_problem(item: Item) -> str | None:
     return None
 
 
-def _name_clashes(items: Sequence[tuple[str, Item]]) -> list[str]:
-    first: dict[tuple[str, str], str] = {}
-    problems = []
-    for tenant, item in items:
-        key = (tenant, name_key(item.name))
-        if key in first:
-            problems.append(f"tenant {tenant!r}, item {item.id}: name taken by item {first[key]}")
-        first.setdefault(key, item.id)
-    return problems
-
-
 def _tenant_ledger_problems(
-    tenant: str, current: dict[str, tuple[int, int]], events: list[Event]
+    tenant: str, current: dict[str, tuple[int, int]], ledger: list[tuple[LedgerEntry, int]]
 ) -> list[str]:
-    entries = [LedgerEntry(e.item_id, e.type, e.version, e.qty, e.delta) for e in events]
     problems = [
         f"tenant {tenant!r}, item {item_id}: {why}"
-        for item_id, why in ledger_problems(current, entries)
+        for item_id, why in ledger_problems(current, [entry for entry, _ in ledger])
     ]
-    if why := feed_problem([e.seq for e in events]):
+    if why := feed_problem([seq for _, seq in ledger]):
         problems.append(f"tenant {tenant!r}: {why}")
     return problems
 
 
 async def audit_store(store: Store) -> list[str]:
-    """``audit`` of everything ``store`` holds, as of one moment."""
-    async with store.snapshot() as state:
-        items = [pair async for pair in every_record(state.export_items, lambda p: (p[0], p[1].id))]
-        events = [
-            pair async for pair in every_record(state.export_events, lambda p: (p[0], p[1].seq))
-        ]
-    return audit(items, events)
+    """``audit`` of everything ``store`` holds, as of one moment, read a page at a time."""
+    state = _Audit()
+    async with store.snapshot() as snapshot:
+        async for tenant, item in every_record(snapshot.export_items, lambda p: p[1].id):
+            state.add_item(tenant, item)
+        async for tenant, event in every_record(snapshot.export_events, lambda p: (p[0], p[1].seq)):
+            state.add_event(tenant, event)
+    return state.problems()
 
 
 async def every_record(

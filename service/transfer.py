@@ -78,7 +78,7 @@ async def _export(state: StateReader, out: TextIO) -> int:
     for line in [HEADER, *(_key_record(k) for k in keys)]:
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
     items = events = 0
-    async for tenant, item in every_record(state.export_items, lambda p: (p[0], p[1].id)):
+    async for tenant, item in every_record(state.export_items, lambda p: p[1].id):
         out.write(json.dumps({"type": "item", "tenant": tenant, **item.as_json()}) + "\n")
         items += 1
     async for tenant, event in every_record(state.export_events, lambda p: (p[0], p[1].seq)):

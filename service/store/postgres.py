@@ -139,35 +139,33 @@ class _StateReads:
         )
         return [ApiKey(*row) for row in rows]
 
-    async def export_items(
-        self, after: tuple[str, str] | None, limit: int
-    ) -> list[tuple[str, Item]]:
-        rows = await self._db.fetch(
-            f"SELECT tenant, {shared.ITEM_COLUMNS} FROM items WHERE $1::text IS NULL"
-            " OR (tenant, id) > ($1, $2) ORDER BY tenant, id LIMIT $3",
-            *(after or (None, None)), limit,
-        )  # fmt: skip
+    async def export_items(self, after: str | None, limit: int) -> list[tuple[str, Item]]:
+        columns = f"tenant, {shared.ITEM_COLUMNS}"
+        at = None if after is None else (after,)
+        rows = await self._fetch_page(columns, "items", "id", at, limit)
         return [(row[0], Item(*row[1:])) for row in rows]
 
     async def export_events(
         self, after: tuple[str, int] | None, limit: int
     ) -> list[tuple[str, Event]]:
-        rows = await self._db.fetch(
-            f"SELECT tenant, {shared.EVENT_COLUMNS} FROM events WHERE $1::text IS NULL"
-            " OR (tenant, seq) > ($1, $2) ORDER BY tenant, seq LIMIT $3",
-            *(after or (None, None)), limit,
-        )  # fmt: skip
+        columns = f"tenant, {shared.EVENT_COLUMNS}"
+        rows = await self._fetch_page(columns, "events", "tenant, seq", after, limit)
         return [(row[0], Event(*row[1:])) for row in rows]
 
     async def export_answers(
         self, after: tuple[str, str] | None, limit: int
     ) -> list[idempotency.Record]:
-        rows = await self._db.fetch(
-            f"SELECT {idempotency.COLUMNS} FROM idempotency WHERE $1::text IS NULL"
-            " OR (tenant, key) > ($1, $2) ORDER BY tenant, key LIMIT $3",
-            *(after or (None, None)), limit,
-        )  # fmt: skip
+        rows = await self._fetch_page(
+            idempotency.COLUMNS, "idempotency", "tenant, key", after, limit
+        )
         return [idempotency.record_of(row) for row in rows]
+
+    async def _fetch_page(
+        self, columns: str, table: str, key: str, after: Any, limit: int
+    ) -> list[Any]:
+        query, params = shared.export_query(columns, table, key, after, limit, lambda n: f"${n}")
+        rows: list[Any] = await self._db.fetch(query, *params)
+        return rows
 
 
 class PostgresStore(_StateReads):

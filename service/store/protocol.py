@@ -39,10 +39,8 @@ class StateReader(Protocol):
         """The keys of ``tenant`` (of every tenant for None), oldest first."""
         ...
 
-    async def export_items(
-        self, after: tuple[str, str] | None, limit: int
-    ) -> list[tuple[str, Item]]:
-        """Up to ``limit`` (tenant, item) pairs after ``after`` in (tenant, id) order."""
+    async def export_items(self, after: str | None, limit: int) -> list[tuple[str, Item]]:
+        """Up to ``limit`` (tenant, item) pairs after item id ``after``, in id order."""
         ...
 
     async def export_events(

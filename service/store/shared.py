@@ -93,6 +93,23 @@ def refuse_foreign(
         )
 
 
+def export_query(
+    columns: str, table: str, key: str, after: Sequence[Any] | None, limit: int, p: Placeholder
+) -> tuple[str, list[Any]]:
+    """A page of a whole table in the order of ``key`` (an index's columns), after the
+    position ``after``: a range search on that index. (A single statement with
+    ``? IS NULL OR (...) > (...)`` cannot use it: every page would scan the table from its
+    start, and an export of a million rows would take hours.)"""
+    if after is None:
+        return f"SELECT {columns} FROM {table} ORDER BY {key} LIMIT {p(1)}", [limit]
+    places = ", ".join(p(n) for n in range(1, len(after) + 1))
+    return (
+        f"SELECT {columns} FROM {table} WHERE ({key}) > ({places})"
+        f" ORDER BY {key} LIMIT {p(len(after) + 1)}",
+        [*after, limit],
+    )
+
+
 def list_query(
     tenant: str, request: PageRequest, placeholder: Placeholder
 ) -> tuple[str, list[Any]]:

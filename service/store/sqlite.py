@@ -59,6 +59,11 @@ _STORE_ANSWER = idempotency.store_statement(lambda _: "?")
 _PURGE_ANSWERS = idempotency.purge_statement(lambda _: "?")
 
 
+def _export(columns: str, table: str, key: str, after: Any, limit: int) -> tuple[str, Any]:
+    query, params = shared.export_query(columns, table, key, after, limit, lambda _: "?")
+    return query, *params
+
+
 def sqlite_path(url: str) -> str:
     """The file a database URL names: ``sqlite:///rel.db``, ``sqlite:////abs.db`` or a path."""
     return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
@@ -88,37 +93,24 @@ class _StateReads:
         )  # fmt: skip
         return [ApiKey(*row) for row in rows]
 
-    async def export_items(
-        self, after: tuple[str, str] | None, limit: int
-    ) -> list[tuple[str, Item]]:
-        tenant, item_id = after or (None, None)
-        rows = await self._fetch(
-            f"SELECT tenant, {shared.ITEM_COLUMNS} FROM items"
-            " WHERE ? IS NULL OR (tenant, id) > (?, ?) ORDER BY tenant, id LIMIT ?",
-            tenant, tenant, item_id, limit,
-        )  # fmt: skip
+    async def export_items(self, after: str | None, limit: int) -> list[tuple[str, Item]]:
+        columns = f"tenant, {shared.ITEM_COLUMNS}"
+        at = None if after is None else (after,)
+        rows = await self._fetch(*_export(columns, "items", "id", at, limit))
         return [(row[0], Item(*row[1:])) for row in rows]
 
     async def export_events(
         self, after: tuple[str, int] | None, limit: int
     ) -> list[tuple[str, Event]]:
-        tenant, seq = after or (None, None)
-        rows = await self._fetch(
-            f"SELECT tenant, {shared.EVENT_COLUMNS} FROM events"
-            " WHERE ? IS NULL OR (tenant, seq) > (?, ?) ORDER BY tenant, seq LIMIT ?",
-            tenant, tenant, seq, limit,
-        )  # fmt: skip
+        columns = f"tenant, {shared.EVENT_COLUMNS}"
+        rows = await self._fetch(*_export(columns, "events", "tenant, seq", after, limit))
         return [(row[0], Event(*row[1:])) for row in rows]
 
     async def export_answers(
         self, after: tuple[str, str] | None, limit: int
     ) -> list[idempotency.Record]:
-        tenant, key = after or (None, None)
-        rows = await self._fetch(
-            f"SELECT {idempotency.COLUMNS} FROM idempotency"
-            " WHERE ? IS NULL OR (tenant, key) > (?, ?) ORDER BY tenant, key LIMIT ?",
-            tenant, tenant, key, limit,
-        )  # fmt: skip
+        columns = idempotency.COLUMNS
+        rows = await self._fetch(*_export(columns, "idempotency", "tenant, key", after, limit))
         return [idempotency.record_of(row) for row in rows]
 
     async def _fetch(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
