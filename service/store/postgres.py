@@ -63,7 +63,7 @@ _CLAIM_KEY = (  # the key's lock if free (held to commit), and its unexpired ans
 _LOCK_ITEMS = (
     "SELECT 1 FROM items WHERE tenant = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE"
 )
-_LOCK_FEED = "SELECT 1 FROM feeds WHERE tenant = $1 FOR UPDATE"  # none yet: its first event
+_LOCK_BATCHES = "SELECT pg_advisory_xact_lock(hashtextextended('batches of ' || $1, 0))"
 _DEADLOCK_TRIES = 3
 _LIMIT_RETRY = 0.02  # seconds between tries for a connection while at the server's limit
 _NO_TIMEOUTS = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"  # migrate, import
@@ -434,15 +434,16 @@ async def _apply_steps(
 ) -> records.BatchResult:
     """A batch's steps in order in one transaction; the first step refused refuses the batch.
 
-    Locks come first, in the order every write takes them: the items the batch names, in id
-    order, then the tenant's feed row. So batches over the same items wait for each other
-    instead of deadlocking, and a batch never holds the feed row while it waits for another
-    batch's new name to commit or not (two batches creating the same names in different
-    orders would otherwise deadlock: each waiting for the other's name or feed row)."""
+    Locks come first: the tenant's batch lock, so that one batch of a tenant runs at a time
+    (two batches creating the same names in different orders would otherwise deadlock, each
+    waiting for the other's new name or for the feed row the other took with its first
+    event, also when the tenant has no feed row yet); then the items the batch names, in id
+    order, as a single write locks its item before the feed row, so that a batch and single
+    writes of the same items wait for each other instead of deadlocking."""
     results: list[Item | None] = []
     async with db.transaction():
+        await db.execute(_LOCK_BATCHES, author.tenant)
         await db.execute(_LOCK_ITEMS, author.tenant, ids)
-        await db.execute(_LOCK_FEED, author.tenant)
         for index, (kind, args) in enumerate(steps):
             try:
                 results.append(await _STEPS[kind](db, author, *args))
