@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 import unicodedata
+import uuid
 from typing import Any
 
 import pytest
@@ -21,14 +22,17 @@ from model.invariants import (
     QTY_MAX,
     InvariantViolation,
     check_adjustment,
+    check_batch,
     check_create,
     check_update,
+    id_problem,
     is_key_boundary,
     name_key,
     normalize_text,
     pointer,
     prefix_key,
 )
+from service.http.spec import load_document, load_operations
 
 # The central properties get three times the profile's examples (150 in "ci").
 THOROUGH = settings(max_examples=3 * settings().max_examples)
@@ -458,3 +462,59 @@ def test_adjustment_reason_is_normalized_like_a_name() -> None:
 )
 def test_adjustment_names_every_violated_field(body: dict[str, Any], fields: set[str]) -> None:
     assert _violated(check_adjustment, body) == fields
+
+
+# --- batches, against the contract's own statement of them -------------------------------
+
+_BATCH_SCHEMA: Any = next(
+    op.body_validator for op in load_operations(load_document()) if op.operation_id == "applyBatch"
+)
+_ID = "0192f0c4-7d5e-7c3a-9b1e-2f4a6c8d0e12"
+_VALUES: st.SearchStrategy[object] = st.sampled_from(
+    ["create", "update", "adjust", "delete", "zap", _ID, _ID.upper(), "nope", "apple",
+     " apple ", "", "   ", "a\x00b", 0, 1, -1, 5, QTY_MAX, QTY_MAX + 1, -QTY_MAX - 1, True,
+     "5", None, [], {}]
+)  # fmt: skip
+_OPERATIONS = st.one_of(
+    st.dictionaries(
+        st.sampled_from(["op", "item_id", "name", "qty", "delta", "if_match", "extra"]),
+        _VALUES,
+        max_size=5,
+    ),
+    _VALUES,
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {"operations": st.lists(_OPERATIONS, max_size=4)},
+        optional={"reason": _VALUES, "extra": st.just(1)},
+    )
+)
+@example({"operations": [{"op": "update", "item_id": _ID, "qty": 1, "if_match": 1}]})
+@example({"operations": [{"op": {}, "item_id": _ID}]})
+def test_a_batch_is_valid_exactly_when_the_contracts_schema_says_so(body: dict[str, Any]) -> None:
+    """``check_batch`` and openapi.yaml's Batch schema are two statements of one rule: on
+    bodies without the differences the contract documents (floats that are integers, names
+    that grow under NFC), they must agree."""
+    try:
+        check_batch(body)
+    except InvariantViolation:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == _BATCH_SCHEMA.is_valid(body), body
+
+
+@pytest.mark.parametrize(
+    "value", [_ID, _ID.upper(), _ID[:-1], _ID + "0", _ID.replace("-", ""), 5, None, "nope"]
+)
+def test_an_item_id_is_valid_exactly_when_it_is_a_canonical_uuid(value: object) -> None:
+    assert (id_problem(value) is None) == _canonical_uuid(value)
+
+
+def _canonical_uuid(value: object) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
