@@ -160,8 +160,8 @@ async def create_key(store: Store, author: Author, body: dict[str, str]) -> web.
     key, secret = new_key(author.tenant, body["role"])
 
     def created(_: None) -> web.Response:
-        body = {**key.as_json(), "key": secret}
-        return json_response(body, status=201, headers={"Location": f"/keys/{key.id}"})
+        shown = {**key.as_json(), "key": secret}
+        return json_response(shown, status=201, headers={"Location": f"/keys/{key.id}"})
 
     await store.add_key(key, answering(author, created))
     return created(None)

@@ -21,7 +21,6 @@ from multidict import CIMultiDict
 
 from service import metrics
 from service.http.responses import problem_response
-from service.problems import Rejected
 from service.store import Author
 from service.store.idempotency import Answer, Claim
 
@@ -45,7 +44,7 @@ def claim(key: str, operation_id: str, arguments: Mapping[str, Any], request_id:
     return Claim(
         key,
         fingerprint(operation_id, arguments),
-        rejected=lambda problem: _answer_of(_rejection(problem, request_id)),
+        rejected=lambda problem: _answer_of(problem_response(problem, request_id)),
     )
 
 
@@ -63,7 +62,10 @@ def answering(author: Author, present: Callable[[T], web.Response]) -> Author:
     to a write that succeeds: the same response the handler then sends."""
     if author.claim is None:
         return author
-    succeeded = lambda result: _answer_of(present(result))  # noqa: E731
+
+    def succeeded(result: T) -> Answer:
+        return _answer_of(present(result))
+
     return replace(author, claim=replace(author.claim, succeeded=succeeded))
 
 
@@ -73,10 +75,6 @@ def replayed(answer: Answer) -> web.Response:
     headers = CIMultiDict(answer.headers)
     headers[REPLAYED] = "true"
     return web.Response(status=answer.status, body=answer.body or None, headers=headers)
-
-
-def _rejection(problem: Rejected, request_id: str) -> web.Response:
-    return problem_response(problem, request_id)
 
 
 def _answer_of(response: web.Response) -> Answer:
