@@ -6,6 +6,7 @@ every problem kind to its status.
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any
 
 import pytest
@@ -20,6 +21,7 @@ from service.http.conditions import parse_if_match
 from service.http.cursors import decode_cursor, encode_cursor
 from service.http.handlers import HANDLERS
 from service.http.parse_errors import problem_for
+from service.http.request_ids import made_request_id
 from service.http.responses import MAX_ERRORS, STATUS, problem_response
 from service.http.spec import Operation, SpecMismatch, load_document, load_operations
 from service.http.validation import (
@@ -275,3 +277,17 @@ def test_every_operation_that_takes_a_body_documents_the_408_of_a_slow_one() -> 
     with_body = [op for op in operations if "requestBody" in op]
     assert len(with_body) >= 4
     assert [op["operationId"] for op in with_body if "408" not in op["responses"]] == []
+
+
+def test_request_ids_made_in_a_forked_worker_differ_from_its_parents() -> None:
+    """Made ids come from ``random``, which Python seeds again in a forked child: two
+    processes serving one port never make the same sequence of ids."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its next id, then out without running pytest's teardown
+        os.write(write, made_request_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(write)
+    assert os.read(read, 64).decode() != made_request_id()
+    os.close(read)
