@@ -68,10 +68,12 @@ DEFAULTS = {
 ENVIRONMENT = {name: f"INVENTORY_{name.upper()}" for name in DEFAULTS}
 ENVIRONMENT["database"] = "INVENTORY_DATABASE_URL"
 _CREDENTIALS_FILE = (
-    "An export file carries credentials: every API key's hash. A hash cannot be turned back"
-    " into its key, but whoever has the file can import those keys into a database they"
-    " control, and it holds all of your data: store it, move it and delete it as a secret"
-    " (chmod 600; never in a ticket, a chat or a shared folder)."
+    "An export file carries credentials: every API key's hash, and the kept answers of"
+    " Idempotency-Keys, which hold the secret of a key made by POST /keys with one until"
+    " that answer expires (24 hours by default). A hash cannot be turned back into its key,"
+    " but whoever has the file can import those keys into a database they control, and it"
+    " holds all of your data: store it, move it and delete it as a secret (chmod 600; never"
+    " in a ticket, a chat or a shared folder)."
 )
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 log = logging.getLogger("inventory")

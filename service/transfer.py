@@ -12,12 +12,12 @@ of each kind, so that a cut-off export is refused:
     {"type": "end", "keys": 1, "items": 1, "events": 1, "answers": 1}
 
 Version 2 exports (before idempotent retries) have no answers and no answers count;
-version 1 exports (before the ledger) no events either. Keys travel as their hashes, so no
-key's secret is written out; an answer is the response a retry would get, so the answer
-of a ``POST /keys`` holds that new key's secret until it expires. ``parse_export`` checks
-every record against the invariants (and uniqueness across records) before the database
-is even opened; ``Store.import_state`` then writes all of it in one transaction, into an
-empty database only.
+version 1 exports (before the ledger) no events either. Keys travel as their hashes, but
+an answer is the response a retry would get: the answer to a ``POST /keys`` sent with an
+Idempotency-Key holds that new key's secret until it expires (``--help`` says so).
+``parse_export`` checks every record against the invariants (and uniqueness across
+records) before the database is even opened; ``Store.import_state`` then writes all of it
+in one transaction, into an empty database only.
 """
 
 from __future__ import annotations

@@ -108,8 +108,9 @@ def find_query(p: Callable[[int], str]) -> str:
 
 
 def store_statement(p: Callable[[int], str]) -> str:
-    """Insert a record, or replace the expired one of its key (an unexpired one was found
-    first, under the key's lock, so there is none)."""
+    """Insert a record, or replace the expired one of its key (the lookup before it found no
+    unexpired one, and none can have come since: SQLite has one writer, and on PostgreSQL
+    the request holds the key's lock)."""
     values = ", ".join(p(n) for n in range(1, 8))
     return (
         f"INSERT INTO idempotency ({COLUMNS}) VALUES ({values}) ON CONFLICT (tenant, key)"

@@ -336,9 +336,10 @@ class PostgresStore(_StateReads):
         return result
 
     async def _write(self, author: Author | None, change: Change[T], *args: Any) -> T:
-        """``_write_once``, again when PostgreSQL broke a deadlock by aborting it (rows are
-        locked in id order, but two batches creating one name can still meet): a few
-        times, then 503."""
+        """``_write_once``, again when PostgreSQL broke a deadlock by aborting it (batches of a
+        tenant run one at a time and lock their items in id order, but a single create can
+        still meet a batch creating the same name): a few times, then 503. Safe to repeat:
+        the aborted attempt's transaction, or single statement, changed nothing."""
         for _ in range(_DEADLOCK_TRIES - 1):
             try:
                 return await self._write_once(author, change, *args)

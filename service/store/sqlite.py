@@ -200,10 +200,7 @@ class SqliteStore(_StateReads):
         return await follow(self._signal, tenant, wait, read)
 
     async def add_key(self, key: ApiKey, author: Author | None = None) -> None:
-        if author is None:
-            await self._batcher.write(_add_keys, [key])
-        else:
-            await self._write(author, _add_key, key)
+        await self._write(author, _add_key, key)
 
     async def find_key(self, key_id: str) -> ApiKey | None:
         rows = await self._fetch(f"SELECT {shared.KEY_COLUMNS} FROM api_keys WHERE id = ?", key_id)
@@ -245,10 +242,10 @@ class SqliteStore(_StateReads):
         self._signal.wake(author.tenant)
         return result
 
-    async def _write(self, author: Author, transition: Callable[..., T], *args: Any) -> T:
+    async def _write(self, author: Author | None, transition: Callable[..., T], *args: Any) -> T:
         """Run ``transition(db, author, *args)`` in the next batch, under its author's
         Idempotency-Key if it has one (``_keyed``)."""
-        if author.claim is None:
+        if author is None or author.claim is None:
             result = await self._batcher.write(transition, author, *args)
         else:
             expired = idempotency.cutoff(self._ttl)
@@ -634,8 +631,8 @@ def _add_keys(db: sqlite3.Connection, keys: Sequence[ApiKey]) -> None:
     )
 
 
-def _add_key(db: sqlite3.Connection, author: Author, key: ApiKey) -> None:
-    """A key added by a request (``author``): the transition ``_keyed`` may wrap."""
+def _add_key(db: sqlite3.Connection, author: Author | None, key: ApiKey) -> None:
+    """A key added (by a request's ``author``, or by the CLI: None), as a transition."""
     _add_keys(db, [key])
 
 
