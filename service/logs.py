@@ -9,17 +9,26 @@ as ``key=value`` after the message. What is never logged: a key's secret, an
 ``Authorization`` header, a body. A request aiohttp's parser rejects is logged in one line
 naming the error's kind (``service.http.parse_errors``); any other aiohttp record with an
 exception (which may quote the request's bytes) has it cut down to the class name.
+
+A line is cheap, since every request writes one: JSON is encoded by python-json-logger's
+orjson formatter (the stdlib's encoder for what orjson refuses, a lone surrogate), and
+``configure`` turns off what the logging HOWTO's "Optimization" section lists as avoidable
+per record and no line here shows: the caller's file and line, thread and process names.
+Together they halve the access line's cost (bench, GET /items/{id}: README, "Performance").
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from contextvars import ContextVar
 from typing import TextIO
 
-from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
+import orjson
+from pythonjsonlogger.core import RESERVED_ATTRS, LogData
+from pythonjsonlogger.json import JsonEncoder
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 FORMATS = ("json", "text")
 LEVELS = ("debug", "info", "warning", "error")
@@ -40,6 +49,9 @@ def configure(log_format: str, level: str, stream: TextIO = sys.stderr) -> None:
         root.removeHandler(old)
     root.addHandler(handler(log_format, stream))
     root.setLevel(level.upper())
+    # What no line shows, not worked out for each record (the logging HOWTO, "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def handler(log_format: str, stream: TextIO) -> logging.Handler:
@@ -52,11 +64,22 @@ def handler(log_format: str, stream: TextIO) -> logging.Handler:
 
 
 def _json_formatter() -> logging.Formatter:
-    return JsonFormatter(
+    return _JsonFormatter(
         ["levelname", "name", "message"],
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="time",
     )
+
+
+class _JsonFormatter(OrjsonFormatter):
+    """orjson's encoding; the stdlib's (python-json-logger's own) where orjson refuses a
+    string, as it does one with a lone surrogate."""
+
+    def jsonify_log_record(self, log_data: LogData) -> str:
+        try:
+            return super().jsonify_log_record(log_data)
+        except orjson.JSONEncodeError:
+            return json.dumps(log_data, cls=JsonEncoder)
 
 
 class _TextFormatter(logging.Formatter):

@@ -143,7 +143,7 @@ class SqliteStore(_StateReads):
         writer = await _WriterThread.open(path)
         try:
             applied = await writer.run(migrate)
-            reader = await aiosqlite.connect(path, isolation_level=None)
+            reader = await aiosqlite.connect(path, isolation_level=None, timeout=wait_budget())
         except BaseException:
             await writer.close()
             raise
