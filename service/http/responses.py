@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from service.http.conditions import etag
@@ -68,7 +69,7 @@ def json_response(
 ) -> web.Response:
     """``body`` as UTF-8 JSON."""
     return web.Response(
-        body=json.dumps(body, ensure_ascii=False).encode(),
+        body=_json_bytes(body),
         status=status,
         headers=headers,
         content_type="application/json",
@@ -128,9 +129,10 @@ def _problem_headers(problem: Problem) -> dict[str, str]:
     return {}
 
 
-def _json_bytes(document: dict[str, object]) -> bytes:
-    """UTF-8 JSON; all-ASCII escapes when the document quotes a lone surrogate it was sent."""
+def _json_bytes(document: Any) -> bytes:
+    """UTF-8 JSON, compact, by orjson (a fifth of the stdlib encoder's cost); the stdlib's
+    all-ASCII escapes for what orjson refuses: a lone surrogate a problem quotes back."""
     try:
-        return json.dumps(document, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
+        return orjson.dumps(document)
+    except orjson.JSONEncodeError:
         return json.dumps(document).encode()
