@@ -263,7 +263,7 @@ def _item(record: dict[str, Any]) -> Item:
     return Item(record["id"], name, qty, version, created, updated)
 
 
-_EVENT_FIELDS = set(Event.__slots__)
+_EVENT_FIELDS = set(Event._fields)
 
 
 def _event(record: dict[str, Any]) -> tuple[str, Event]:

@@ -1,20 +1,21 @@
 """What storage holds and hands back: items, API keys, pages, and the clock that stamps them.
 
 Plain frozen records; the HTTP layer turns them into JSON (``as_json``), storage builds
-them from rows in the column order of ``service.store.shared``.
+them from rows in the column order of ``service.store.shared``. Items and events, which
+come a hundred to a page, are named tuples: made from a row at a third of a frozen
+dataclass's cost (0.35 against 0.99 µs here), which was a quarter of a list page's time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from service.store.idempotency import Claim, Record
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """An item as stored (without its tenant and name key)."""
 
     id: str
@@ -71,8 +72,7 @@ class Author:
     """The batch the change is part of, carried by its event (``Store.apply_batch``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One committed change of one item: an entry of the ledger (README, "The ledger")."""
 
     seq: int

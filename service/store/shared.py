@@ -270,7 +270,7 @@ def event_rows(events: Sequence[tuple[str, Event]]) -> list[tuple[Any, ...]]:
 
 def vars_of(event: Event) -> tuple[Any, ...]:
     """An event's fields, in EVENT_COLUMNS order."""
-    return tuple(getattr(event, name) for name in Event.__slots__)
+    return tuple(event)
 
 
 def pending_migrations(backend: str, applied: Collection[str]) -> list[Migration]:

@@ -567,7 +567,7 @@ def _delete_item(db: sqlite3.Connection, author: Author, item_id: str, reason: s
     ).fetchone()
     if row is not None:
         gone = Item(*row)
-        last = replace(gone, qty=0, version=gone.version + 1, updated_at=utc_now())
+        last = gone._replace(qty=0, version=gone.version + 1, updated_at=utc_now())
         _append(db, author, last, "deleted", -gone.qty, reason)
 
 
