@@ -6,8 +6,13 @@ runs pinned to the load core, beside wrk, so it takes nothing from the server's 
 ``recording`` samples the server while a workload runs; ``top`` reads py-spy's raw
 output (one line per distinct stack with its sample count) and ranks functions by own
 time: the samples in which a function was the innermost Python frame. Time in C code
-(sqlite3, json, asyncpg's protocol) counts for the Python function that called it. Idle
-threads (in epoll, waiting on a queue) are not sampled, so shares are of busy samples.
+(sqlite3, json, asyncpg's protocol) counts for the Python function that called it.
+
+Only samples of a thread holding the GIL count (``--gil``): Python's own work, which on the
+one core a service gets is what its throughput is made of. Without it, py-spy here took
+threads blocked on a queue for busy ones (aiosqlite's idle thread and the SQLite writer's
+made 55% of a get's samples: a false lead, followed once); the price is that C code that
+releases the GIL (a SQLite statement stepping, hashing) counts for nobody.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ def recording(server: Server, work: Path, name: str) -> Iterator[Profile]:
         return
     command = [
         spy, "record", "--pid", str(server.process.pid), "--subprocesses", "--nolineno",
-        "--format", "raw", "--output", str(raw),
+        "--gil", "--format", "raw", "--output", str(raw),
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(pinned(LOAD_CORE, command), stdout=out, stderr=subprocess.STDOUT)

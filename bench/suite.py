@@ -225,12 +225,13 @@ def _where_the_cpu_went(settings: Settings, profiles: dict[str, dict[str, Profil
     intro = (
         "## Where the CPU went (py-spy, BENCH_PROFILE=1)\n\n"
         "After the measured runs, one more run of each workload per service at"
-        f" {settings.connections[0]} connections, with `py-spy record --subprocesses` attached"
-        " to the server from core 0 (100 samples/s; the server is not changed). Each function's"
-        " share is of the samples in which a thread was busy, counted for the innermost Python"
-        " frame: time in C (sqlite3, json, asyncpg's protocol) counts for its Python caller."
-        " py-spy asks the OS whether a thread is busy just before each sample, which is a"
-        " little racy: a thread that wakes often (epoll, a queue's get) is sometimes counted."
+        f" {settings.connections[0]} connections, with `py-spy record --subprocesses --gil`"
+        " attached to the server from core 0 (100 samples/s; the server is not changed). Each"
+        " function's share is of the samples in which a thread held the GIL, counted for the"
+        " innermost Python frame: time in C that keeps the GIL (json, asyncpg's protocol)"
+        " counts for its Python caller; C that releases it (a SQLite statement stepping)"
+        " counts for nobody. Without `--gil`, py-spy here counted idle threads blocked on a"
+        " queue as busy."
     )
     return [intro] + [
         f"### {workload}\n\n" + report.hotspots_table(by_service)
