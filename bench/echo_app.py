@@ -59,6 +59,7 @@ def create_app() -> web.Application:
     app.router.add_get("/items", list_items)
     app.router.add_get("/items/{item_id}", get_item)
     app.router.add_post("/items/{item_id}/adjustments", adjust_item)
+    app.router.add_patch("/items/{item_id}", adjust_item)  # the same echo of id and body
     app.router.add_post("/batch", apply_batch)
     app.router.add_get("/events", list_events)
     app.router.add_get("/healthz", health)

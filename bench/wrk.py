@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.servers import BENCH, LOAD_CORE, SERVER_CORE, Server, pinned
 
 WORKLOADS = (
-    "create", "get", "list", "adjust", "mixed", "idempotent", "replay", "batch", "feed",
+    "create", "get", "list", "adjust", "update", "mixed", "idempotent", "replay", "batch", "feed",
 )  # fmt: skip
 
 

@@ -27,7 +27,14 @@ import asyncpg
 from model.invariants import QTY_MAX, Adjustment, Batch, ItemChanges, NewItem, name_key
 from service import metrics
 from service.ids import new_id
-from service.problems import IdempotencyInFlight, NameTaken, NotFound, Rejected, Unavailable
+from service.problems import (
+    IdempotencyInFlight,
+    NameTaken,
+    NotFound,
+    PreconditionFailed,
+    Rejected,
+    Unavailable,
+)
 from service.store import idempotency, records, shared
 from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow
@@ -107,11 +114,18 @@ _CREATE = _logged(
     f" VALUES ($6, $1, $7, $8, $9, 1, $10, $10) RETURNING {shared.ITEM_COLUMNS}, qty AS delta",
     "created",
 )
-_UPDATE = _logged(
-    "UPDATE items SET name = $6, name_key = $7, qty = $8, version = version + 1, updated_at = $9"
-    f" WHERE id = $10 RETURNING {shared.ITEM_COLUMNS}, qty - $11::bigint AS delta",
+_UPDATE = _logged(  # the row locked first (old): the latest version, which no one can change
+    # now; so the version is checked, and the delta taken, against what is replaced
+    "UPDATE items i SET name = COALESCE($6::text, i.name),"
+    " name_key = COALESCE($7::text, i.name_key), qty = COALESCE($8::bigint, i.qty),"
+    " version = i.version + 1, updated_at = $9"
+    " FROM (SELECT id, qty FROM items WHERE id = $10 AND tenant = $1 FOR UPDATE) AS old"
+    " WHERE i.id = old.id AND ($11::bigint[] IS NULL OR i.version = ANY($11::bigint[]))"
+    " RETURNING i.id, i.name, i.qty, i.version, i.created_at, i.updated_at,"
+    " i.qty - old.qty AS delta",
     "updated",
 )
+_VERSION = "SELECT version FROM items WHERE id = $1 AND tenant = $2"
 _ADJUST = _logged(
     "UPDATE items SET qty = qty + $6, version = version + 1, updated_at = $7"
     " WHERE id = $8 AND tenant = $1 AND qty + $6 BETWEEN 0 AND $9"
@@ -418,16 +432,25 @@ async def _update_item(
     changes: ItemChanges,
     expected: records.Versions,
 ) -> Item:
-    async with db.transaction():
-        row = await db.fetchrow(f"{_SELECT_ITEM} FOR UPDATE", item_id, author.tenant)
-        current = shared.updatable(Item(*row) if row else None, item_id, expected)
-        name, key, qty = shared.updated_values(current, changes)
-        async with _unique_name(name):
+    """One statement (one round trip): lock the row, check its version, change what
+    ``changes`` names, log the event. When it changed nothing, a read says why (404, 412);
+    should the item have reached an expected version in between, the update runs again."""
+    name = changes.get("name")
+    key = None if name is None else name_key(name)
+    versions = None if expected is None else sorted(expected)
+    while True:
+        async with _unique_name(name or ""):  # only a new name can be taken
             row = await db.fetchrow(
                 _UPDATE, *_who(author, changes.get("reason")),
-                name, key, qty, utc_now(), item_id, current.qty,
+                name, key, changes.get("qty"), utc_now(), item_id, versions,
             )  # fmt: skip
-    return Item(*row)
+        if row is not None:
+            return Item(*row)
+        version = await db.fetchval(_VERSION, item_id, author.tenant)
+        if version is None:
+            raise NotFound.item(item_id)
+        if expected is not None and version not in expected:
+            raise PreconditionFailed.at(version)
 
 
 async def _apply_steps(
