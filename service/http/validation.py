@@ -183,6 +183,8 @@ async def _send_continue(request: web.Request) -> None:
 async def _read_raw(request: web.Request) -> bytes:
     """The body's bytes, decoded as its Content-Encoding says, within BODY_SECONDS."""
     try:
+        if request.content.is_eof():  # all of it has arrived (the usual small body): no wait
+            return await request.read()
         async with asyncio.timeout(BODY_SECONDS):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:

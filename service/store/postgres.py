@@ -2,7 +2,8 @@
 
 Any number of service processes may share one database. Each transition is one
 transaction at READ COMMITTED: adjustments are a single conditional UPDATE (no lost
-update, qty never leaves its range), updates lock the row they read (``FOR UPDATE``),
+update, qty never leaves its range), updates lock their row in the same statement
+(a subquery ``FOR UPDATE``: the version checked and the delta logged are the replaced row's),
 and the UNIQUE index settles two concurrent creates of one name (the loser gets 409).
 PostgreSQL groups concurrent commits itself, so no batching is done here.
 
