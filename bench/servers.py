@@ -133,9 +133,12 @@ def _wait_until_healthy(server: Server, timeout: float = 60) -> None:
 
 
 def start_service(name: str, database_url: str, log: Path, workers: int = 1) -> Server:
-    """``inventory serve`` on ``database_url`` (SQLite: synchronous=FULL, its default)."""
+    """``inventory serve`` on ``database_url`` with everything on: SQLite's synchronous=FULL
+    (its default), the access log (INFO, JSON: the default), and metrics (a metrics port,
+    without which nothing is recorded)."""
     command = [str(BIN / "inventory"), "serve", "--database", database_url]
-    return start(name, [*command, "--workers", str(workers)], log)
+    metrics = ["--metrics-port", str(free_port())]
+    return start(name, [*command, "--workers", str(workers), *metrics], log)
 
 
 def start_echo(log: Path) -> Server:

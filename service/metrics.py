@@ -74,6 +74,10 @@ class _Switch:
     on = False
 
 
+_REQUEST_SERIES: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+"""Each (operationId, status)'s two series: few (the contract's operations and statuses)."""
+
+
 def enable(on: bool = True) -> None:
     """Start recording (a metrics port is being served); ``enable(False)`` stops it."""
     _Switch.on = on
@@ -82,8 +86,13 @@ def enable(on: bool = True) -> None:
 def record_request(operation: str, status: int, seconds: float) -> None:
     """One answered request."""
     if _Switch.on:
-        REQUESTS.labels(operation, str(status)).inc()
-        REQUEST_SECONDS.labels(operation).observe(seconds)
+        series = _REQUEST_SERIES.get((operation, status))
+        if series is None:  # kept: .labels() builds and looks up its key under a lock
+            series = REQUESTS.labels(operation, str(status)), REQUEST_SECONDS.labels(operation)
+            _REQUEST_SERIES[operation, status] = series
+        count, duration = series
+        count.inc()
+        duration.observe(seconds)
 
 
 def record_batch(size: int, seconds: float) -> None:
