@@ -2,8 +2,12 @@
 
 A key reads ``inv_<id>_<secret>``: 16 hex digits of public id (for lookup and for
 revocation), then 256 random bits. Only SHA-256 of the whole key is stored; with that
-much entropy a fast hash is enough, and it keeps authentication cheap. The key is looked
-up on every request (no cache), so a revocation takes effect at once in every process.
+much entropy a fast hash is enough, and it keeps authentication cheap. SQLite reads the
+key on every request (no cache: ``inventory keys revoke`` writes the file from another
+process, and its next request must see that; the read is a few percent of a request).
+PostgreSQL keeps each process's keys only while it hears every revocation
+(``service.store.key_cache``): another process refuses a revoked key once the notification
+arrives, within 100 ms (tests/system/test_workers.py), the revoking one at once.
 """
 
 from __future__ import annotations
