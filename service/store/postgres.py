@@ -126,10 +126,11 @@ _UPDATE = _logged(  # the row locked first (old): the latest version, which no o
     " i.qty - old.qty AS delta",
     "updated",
 )
-_VERSION = "SELECT version FROM items WHERE id = $1 AND tenant = $2"
+_QTY_AND_VERSION = "SELECT qty, version FROM items WHERE id = $1 AND tenant = $2"
 _ADJUST = _logged(
     "UPDATE items SET qty = qty + $6, version = version + 1, updated_at = $7"
     " WHERE id = $8 AND tenant = $1 AND qty + $6 BETWEEN 0 AND $9"
+    " AND ($10::bigint[] IS NULL OR version = ANY($10::bigint[]))"
     f" RETURNING {shared.ITEM_COLUMNS}, $6::bigint AS delta",
     "adjusted",
 )
@@ -447,9 +448,10 @@ async def _update_item(
             )  # fmt: skip
         if row is not None:
             return Item(*row)
-        version = await db.fetchval(_VERSION, item_id, author.tenant)
-        if version is None:
+        found = await db.fetchrow(_QTY_AND_VERSION, item_id, author.tenant)
+        if found is None:
             raise NotFound.item(item_id)
+        version = found["version"]
         if expected is not None and version not in expected:
             raise PreconditionFailed.at(version)
 
@@ -491,23 +493,26 @@ async def _adjust_item(
     adjustment: Adjustment,
     expected: records.Versions,
 ) -> Item:
-    """One conditional UPDATE; with If-Match, in a transaction that first locks the row and
-    checks its version (404 and 412 come before the range is looked at)."""
-    if expected is not None:
-        async with db.transaction():
-            row = await db.fetchrow(f"{_SELECT_ITEM} FOR UPDATE", item_id, author.tenant)
-            shared.updatable(Item(*row) if row else None, item_id, expected)
-            return await _adjust_item(db, author, item_id, adjustment, None)
+    """One conditional UPDATE (range, and version with If-Match): one round trip. When it
+    changed nothing, a read says why, 404 before 412 before 409; should the item have moved,
+    between the two, to where the adjustment fits, it runs again."""
     delta = adjustment["delta"]
-    row = await db.fetchrow(
-        _ADJUST, *_who(author, adjustment.get("reason")), delta, utc_now(), item_id, QTY_MAX
-    )
-    if row is None:
-        qty = await db.fetchval(
-            "SELECT qty FROM items WHERE id = $1 AND tenant = $2", item_id, author.tenant
-        )
-        raise shared.adjustment_refused(item_id, qty, delta)
-    return Item(*row)
+    versions = None if expected is None else sorted(expected)
+    while True:
+        row = await db.fetchrow(
+            _ADJUST, *_who(author, adjustment.get("reason")),
+            delta, utc_now(), item_id, QTY_MAX, versions,
+        )  # fmt: skip
+        if row is not None:
+            return Item(*row)
+        found = await db.fetchrow(_QTY_AND_VERSION, item_id, author.tenant)
+        if found is None:
+            raise NotFound.item(item_id)
+        qty, version = found
+        if expected is not None and version not in expected:
+            raise PreconditionFailed.at(version)
+        if not 0 <= qty + delta <= QTY_MAX:
+            raise shared.adjustment_refused(item_id, qty, delta)
 
 
 _STEPS: dict[str, Callable[..., Awaitable[Item | None]]] = {

@@ -48,9 +48,11 @@ class Get:
 
 @dataclass(frozen=True)
 class Adjust:
-    """``POST /items/{id}/adjustments {"delta": delta}``."""
+    """``POST /items/{id}/adjustments {"delta": delta}``, with ``If-Match: "<if_match>"``
+    unless None."""
 
     delta: int
+    if_match: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def apply(state: State, command: Command) -> tuple[State, Answer]:
     if isinstance(command, Get):
         return state, Answer(200, state)
     if isinstance(command, Adjust):
+        if command.if_match is not None and command.if_match != state.version:
+            return state, Answer(412)  # the version is judged before the range
         if 0 <= state.qty + command.delta <= QTY_MAX:
             after = State(state.qty + command.delta, state.version + 1)
             return after, Answer(200, after)

@@ -178,6 +178,17 @@ def test_if_match_decides_whether_an_update_applies() -> None:
     assert not linearizable([call(Adjust(1), 0, 3, ok(2, 2)), call(Update(4, 1), 1, 2, ok(4, 2))])
 
 
+def test_if_match_decides_whether_an_adjustment_applies_before_its_range_does() -> None:
+    assert linearizable([call(Adjust(2, if_match=1), 0, 1, ok(3, 2))])
+    assert linearizable([call(Adjust(2, if_match=2), 0, 1, STALE)])
+    assert not linearizable([call(Adjust(2, if_match=1), 0, 1, STALE)])  # it matched
+    assert not linearizable([call(Adjust(2, if_match=2), 0, 1, ok(3, 2))])  # it did not
+    # Out of range and stale: the version is judged first.
+    assert linearizable([call(Adjust(-5, if_match=2), 0, 1, STALE)])
+    assert not linearizable([call(Adjust(-5, if_match=2), 0, 1, REFUSED)])
+    assert linearizable([call(Adjust(-5, if_match=1), 0, 1, REFUSED)])
+
+
 def test_an_update_without_if_match_always_applies() -> None:
     assert linearizable([call(Update(9), 0, 1, ok(9, 2))])
     assert not linearizable([call(Update(9), 0, 1, STALE)])
@@ -230,7 +241,7 @@ def commands(state: State) -> st.SearchStrategy[Command]:
     versions = st.none() | st.integers(state.version - 1, state.version + 1)
     return st.one_of(
         st.just(Get()),
-        st.builds(Adjust, st.sampled_from([-3, -2, -1, 1, 2, 3])),
+        st.builds(Adjust, st.sampled_from([-3, -2, -1, 1, 2, 3]), versions),
         st.builds(Update, st.integers(0, 6), versions),
     )
 
