@@ -72,14 +72,19 @@ def _json_formatter() -> logging.Formatter:
 
 
 class _JsonFormatter(OrjsonFormatter):
-    """orjson's encoding; the stdlib's (python-json-logger's own) where orjson refuses a
-    string, as it does one with a lone surrogate."""
+    """orjson's encoding of an all-ASCII line; the stdlib's (python-json-logger's encoder,
+    ``\\u`` escapes) for any other, and where orjson refuses a string (a lone surrogate). A
+    line stays ASCII, as it always was: U+2028 raw would split it for a reader using
+    ``str.splitlines``, and a stderr that is not UTF-8 could not carry it as JSON."""
 
     def jsonify_log_record(self, log_data: LogData) -> str:
         try:
-            return super().jsonify_log_record(log_data)
+            line = super().jsonify_log_record(log_data)
         except orjson.JSONEncodeError:
-            return json.dumps(log_data, cls=JsonEncoder)
+            line = ""
+        if line and line.isascii():
+            return line
+        return json.dumps(log_data, cls=JsonEncoder, separators=(",", ":"))
 
 
 class _TextFormatter(logging.Formatter):

@@ -127,6 +127,8 @@ _UPDATE = _logged(  # the row locked first (old): the latest version, which no o
     "updated",
 )
 _QTY_AND_VERSION = "SELECT qty, version FROM items WHERE id = $1 AND tenant = $2"
+_NAME_CONSTRAINT = "items_tenant_name_key_key"  # UNIQUE (tenant, name_key), migration 0001
+_RACED_TRIES = 3  # a conditional write that missed, read as fitting, and missed again
 _ADJUST = _logged(
     "UPDATE items SET qty = qty + $6, version = version + 1, updated_at = $7"
     " WHERE id = $8 AND tenant = $1 AND qty + $6 BETWEEN 0 AND $9"
@@ -441,7 +443,7 @@ async def _update_item(
     key = None if name is None else name_key(name)
     versions = None if expected is None else sorted(expected)
     while True:
-        async with _unique_name(name or ""):  # only a new name can be taken
+        async with _unique_name(name):
             row = await db.fetchrow(
                 _UPDATE, *_who(author, changes.get("reason")),
                 name, key, changes.get("qty"), utc_now(), item_id, versions,
@@ -495,10 +497,11 @@ async def _adjust_item(
 ) -> Item:
     """One conditional UPDATE (range, and version with If-Match): one round trip. When it
     changed nothing, a read says why, 404 before 412 before 409; should the item have moved,
-    between the two, to where the adjustment fits, it runs again."""
+    between the two, to where the adjustment fits, it runs again, a few times: a quantity
+    can move back and forth (a version only grows), so past that the answer is a 503."""
     delta = adjustment["delta"]
     versions = None if expected is None else sorted(expected)
-    while True:
+    for _ in range(_RACED_TRIES):
         row = await db.fetchrow(
             _ADJUST, *_who(author, adjustment.get("reason")),
             delta, utc_now(), item_id, QTY_MAX, versions,
@@ -513,6 +516,7 @@ async def _adjust_item(
             raise PreconditionFailed.at(version)
         if not 0 <= qty + delta <= QTY_MAX:
             raise shared.adjustment_refused(item_id, qty, delta)
+    raise Unavailable("the item kept changing under this adjustment; retry", retry_after=1)
 
 
 _STEPS: dict[str, Callable[..., Awaitable[Item | None]]] = {
@@ -681,11 +685,15 @@ class _TimedPool:
 
 
 @asynccontextmanager
-async def _unique_name(name: str) -> AsyncIterator[None]:
-    """Turn the UNIQUE (tenant, name_key) violation of the statement inside into NameTaken."""
+async def _unique_name(name: str | None) -> AsyncIterator[None]:
+    """Turn the UNIQUE (tenant, name_key) violation of the statement inside, which only a
+    new ``name`` can meet, into NameTaken; any other violation (of the ledger's keys: a
+    database whose feed numbers were tampered with) stays what it is, a fault to see."""
     try:
         yield
-    except asyncpg.UniqueViolationError:
+    except asyncpg.UniqueViolationError as error:
+        if name is None or error.constraint_name != _NAME_CONSTRAINT:
+            raise
         raise NameTaken.by(name) from None
 
 

@@ -995,8 +995,14 @@ def test_a_keyed_batch_refused_as_invalid_is_not_kept_so_the_corrected_one_appli
 
 # --- adjustItem with If-Match --------------------------------------------------------
 
+PAST_ANY_VERSION = '"9223372036854775808"'  # 2^63: no item's version, nor a database integer
 
-@pytest.mark.parametrize("if_match", ['"2"', '"1", "2"', "*"], ids=["current", "list", "star"])
+
+@pytest.mark.parametrize(
+    "if_match",
+    ['"2"', '"1", "2"', "*", f'{PAST_ANY_VERSION}, "2"'],
+    ids=["current", "list", "star", "list-with-a-tag-past-any-version"],
+)
 def test_an_adjustment_whose_if_match_matches_applies(
     fresh_writer: ContractClient, module_database: Database, fresh_tenant: str, if_match: str
 ) -> None:
@@ -1017,8 +1023,8 @@ def test_an_adjustment_whose_if_match_matches_applies(
 @pytest.mark.parametrize("delta", [-1, -100], ids=["in-range", "out-of-range"])
 @pytest.mark.parametrize(
     "if_match",
-    ['"1"', '"3"', 'W/"2"', "2"],
-    ids=["stale", "future", "weak-current", "unquoted"],
+    ['"1"', '"3"', 'W/"2"', "2", PAST_ANY_VERSION],
+    ids=["stale", "future", "weak-current", "unquoted", "past-any-version"],
 )
 def test_an_adjustment_whose_if_match_does_not_match_is_412_and_changes_nothing(
     fresh_writer: ContractClient, module_database: Database, if_match: str, delta: int

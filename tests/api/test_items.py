@@ -471,7 +471,14 @@ def test_renaming_an_item_to_a_case_variant_of_its_own_name_is_allowed(
     assert (stored["name"], stored["name_key"], stored["version"]) == ("APPLE", "apple", 2)
 
 
-@pytest.mark.parametrize("if_match", ['"2"', '"1", "2"', "*"], ids=["current", "list", "star"])
+PAST_ANY_VERSION = '"9223372036854775808"'  # 2^63: no item's version, nor a database integer
+
+
+@pytest.mark.parametrize(
+    "if_match",
+    ['"2"', '"1", "2"', "*", f'{PAST_ANY_VERSION}, "2"'],
+    ids=["current", "list", "star", "list-with-a-tag-past-any-version"],
+)
 def test_an_update_whose_if_match_matches_applies(
     fresh_writer: ContractClient, module_database: Database, if_match: str
 ) -> None:
@@ -491,8 +498,8 @@ def test_an_update_whose_if_match_matches_applies(
 
 @pytest.mark.parametrize(
     "if_match",
-    ['"1"', '"3"', 'W/"2"', 'W/"1"', "2"],
-    ids=["stale", "future", "weak-current", "weak-stale", "unquoted"],
+    ['"1"', '"3"', 'W/"2"', 'W/"1"', "2", PAST_ANY_VERSION],
+    ids=["stale", "future", "weak-current", "weak-stale", "unquoted", "past-any-version"],
 )
 def test_an_update_whose_if_match_does_not_match_is_412_and_changes_nothing(
     fresh_writer: ContractClient, module_database: Database, if_match: str

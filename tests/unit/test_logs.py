@@ -1,4 +1,5 @@
-"""The JSON log line format (``service.logs``): orjson's encoding, with a fallback."""
+"""The JSON log line format (``service.logs``): orjson's encoding, with a fallback; every
+line one line of ASCII, whatever text its fields hold."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ def _line(**extra: object) -> dict[str, object]:
     )
     record.__dict__.update(extra)
     handler.handle(record)
-    lines = stream.getvalue().splitlines()
+    lines = stream.getvalue().splitlines()  # as a reader splitting on U+2028 too would
     assert len(lines) == 1
+    assert lines[0].isascii()
     parsed: dict[str, object] = json.loads(lines[0])
     return parsed
 
@@ -42,3 +44,8 @@ def test_a_field_orjson_refuses_still_makes_one_json_line() -> None:
     assert line["detail"] == "half a pair: \udc80"
     assert line["status"] == 400
     assert line["message"] == "GET getItem"
+
+
+def test_a_field_with_line_separators_stays_on_one_ascii_line() -> None:
+    line = _line(path="/items/a\u2028b\u2029c\x85d\ne")
+    assert line["path"] == "/items/a\u2028b\u2029c\x85d\ne"
