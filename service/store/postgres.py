@@ -112,7 +112,8 @@ def _logged(change: str, kind: str) -> str:
 
 _CREATE = _logged(
     "INSERT INTO items (id, tenant, name, name_key, qty, version, created_at, updated_at)"
-    f" VALUES ($6, $1, $7, $8, $9, 1, $10, $10) RETURNING {shared.ITEM_COLUMNS}, qty AS delta",
+    " VALUES ($6, $1, $7, $8, $9, 1, $10, $10) ON CONFLICT (tenant, name_key) DO NOTHING"
+    f" RETURNING {shared.ITEM_COLUMNS}, qty AS delta",
     "created",
 )
 _UPDATE = _logged(  # the row locked first (old): the latest version, which no one can change
@@ -393,7 +394,8 @@ async def _keyed(
     """``change`` under ``author``'s Idempotency-Key, inside the caller's transaction: the
     stored answer replayed (however many retries ask at once), else the key's lock (held to
     commit; held by another request still running: ``IdempotencyInFlight``), then the
-    change run in a savepoint and its answer stored."""
+    change run (in a savepoint, unless it refuses before changing anything and without a
+    database error: ``_REFUSING_UNCHANGED``) and its answer stored."""
     claim = author.claim
     assert claim is not None
     free, *found = await db.fetchrow(_CLAIM_KEY, author.tenant, claim.key, expired)
@@ -408,8 +410,11 @@ async def _keyed(
         raise idempotency.replay_of(row, claim)
     result: T | Refused
     try:
-        async with db.transaction():
+        if change in _REFUSING_UNCHANGED:
             result = await change(db, author, *args)
+        else:
+            async with db.transaction():  # a savepoint: undone alone if refused
+                result = await change(db, author, *args)
     except Rejected as problem:
         result = Refused(problem)
     answer = claim.render(result)
@@ -420,12 +425,16 @@ async def _keyed(
 
 
 async def _create_item(db: asyncpg.Connection, author: Author, fields: NewItem) -> Item:
+    """One statement; a taken name inserts nothing (ON CONFLICT DO NOTHING, which waits for a
+    concurrent insert of the name to commit or roll back, as the UNIQUE index would), so the
+    refusal is no database error and leaves a surrounding transaction usable."""
     name = fields["name"]
-    async with _unique_name(name):
-        row = await db.fetchrow(
-            _CREATE, *_who(author, fields.get("reason")),
-            new_id(), name, name_key(name), fields["qty"], utc_now(),
-        )  # fmt: skip
+    row = await db.fetchrow(
+        _CREATE, *_who(author, fields.get("reason")),
+        new_id(), name, name_key(name), fields["qty"], utc_now(),
+    )  # fmt: skip
+    if row is None:
+        raise NameTaken.by(name)
     return Item(*row)
 
 
@@ -518,6 +527,14 @@ async def _adjust_item(
             raise shared.adjustment_refused(item_id, qty, delta)
     raise Unavailable("the item kept changing under this adjustment; retry", retry_after=1)
 
+
+_REFUSING_UNCHANGED: frozenset[Callable[..., Awaitable[Any]]] = frozenset(
+    {_create_item, _adjust_item, _delete_item}
+)
+"""Changes of one statement that refuse (``Rejected``) only after it changed nothing and
+raised nothing: run under an Idempotency-Key without a savepoint (two round trips fewer).
+An update can meet the UNIQUE index (an error, which aborts the transaction); a batch can
+refuse after earlier steps changed rows: those keep theirs."""
 
 _STEPS: dict[str, Callable[..., Awaitable[Item | None]]] = {
     "create": _create_item,
