@@ -408,20 +408,26 @@ async def _keyed(
     row = await db.fetchrow(_FIND_ANSWER, author.tenant, claim.key, expired)
     if row is not None:
         raise idempotency.replay_of(row, claim)
-    result: T | Refused
-    try:
-        if change in _REFUSING_UNCHANGED:
-            result = await change(db, author, *args)
-        else:
-            async with db.transaction():  # a savepoint: undone alone if refused
-                result = await change(db, author, *args)
-    except Rejected as problem:
-        result = Refused(problem)
+    result = await _refusable(db, author, change, *args)
     answer = claim.render(result)
     await db.execute(
         _STORE_ANSWER, *idempotency.record_row(author.tenant, claim, answer, utc_now())
     )
     return result
+
+
+async def _refusable(
+    db: asyncpg.Connection, author: Author, change: Change[T], *args: Any
+) -> T | Refused:
+    """``change``'s result, or its refusal with nothing of it left in the transaction: in a
+    savepoint, unless it refuses only after changing nothing (``_REFUSING_UNCHANGED``)."""
+    try:
+        if change in _REFUSING_UNCHANGED:
+            return await change(db, author, *args)
+        async with db.transaction():  # a savepoint: undone alone if refused
+            return await change(db, author, *args)
+    except Rejected as problem:
+        return Refused(problem)
 
 
 async def _create_item(db: asyncpg.Connection, author: Author, fields: NewItem) -> Item:
