@@ -32,7 +32,6 @@ from service.problems import (
     IdempotencyInFlight,
     NameTaken,
     NotFound,
-    PreconditionFailed,
     Rejected,
     Unavailable,
 )
@@ -127,7 +126,6 @@ _UPDATE = _logged(  # the row locked first (old): the latest version, which no o
     " i.qty - old.qty AS delta",
     "updated",
 )
-_QTY_AND_VERSION = "SELECT qty, version FROM items WHERE id = $1 AND tenant = $2"
 _NAME_CONSTRAINT = "items_tenant_name_key_key"  # UNIQUE (tenant, name_key), migration 0001
 _RACED_TRIES = 3  # a conditional write that missed, read as fitting, and missed again
 _ADJUST = _logged(
@@ -416,6 +414,11 @@ async def _keyed(
     return result
 
 
+async def _fetch_item(db: asyncpg.Connection, tenant: str, item_id: str) -> Item | None:
+    row = await db.fetchrow(_SELECT_ITEM, item_id, tenant)
+    return Item(*row) if row else None
+
+
 async def _refusable(
     db: asyncpg.Connection, author: Author, change: Change[T], *args: Any
 ) -> T | Refused:
@@ -465,12 +468,7 @@ async def _update_item(
             )  # fmt: skip
         if row is not None:
             return Item(*row)
-        found = await db.fetchrow(_QTY_AND_VERSION, item_id, author.tenant)
-        if found is None:
-            raise NotFound.item(item_id)
-        version = found["version"]
-        if expected is not None and version not in expected:
-            raise PreconditionFailed.at(version)
+        shared.updatable(await _fetch_item(db, author.tenant, item_id), item_id, expected)
 
 
 async def _apply_steps(
@@ -523,14 +521,9 @@ async def _adjust_item(
         )  # fmt: skip
         if row is not None:
             return Item(*row)
-        found = await db.fetchrow(_QTY_AND_VERSION, item_id, author.tenant)
-        if found is None:
-            raise NotFound.item(item_id)
-        qty, version = found
-        if expected is not None and version not in expected:
-            raise PreconditionFailed.at(version)
-        if not 0 <= qty + delta <= QTY_MAX:
-            raise shared.adjustment_refused(item_id, qty, delta)
+        current = shared.updatable(await _fetch_item(db, author.tenant, item_id), item_id, expected)
+        if not 0 <= current.qty + delta <= QTY_MAX:
+            raise shared.adjustment_refused(item_id, current.qty, delta)
     raise Unavailable("the item kept changing under this adjustment; retry", retry_after=1)
 
 
