@@ -28,13 +28,7 @@ import asyncpg
 from model.invariants import QTY_MAX, Adjustment, Batch, ItemChanges, NewItem, name_key
 from service import metrics
 from service.ids import new_id
-from service.problems import (
-    IdempotencyInFlight,
-    NameTaken,
-    NotFound,
-    Rejected,
-    Unavailable,
-)
+from service.problems import IdempotencyInFlight, NameTaken, NotFound, Rejected, Unavailable
 from service.store import idempotency, records, shared
 from service.store.faults import Episodes, Readiness, wait_budget
 from service.store.feed import FeedSignal, follow

@@ -264,13 +264,9 @@ def item_rows(items: Sequence[tuple[str, Item]]) -> list[tuple[Any, ...]]:
 
 
 def event_rows(events: Sequence[tuple[str, Event]]) -> list[tuple[Any, ...]]:
-    """``(tenant, event)`` pairs as rows of EVENT_ROW_COLUMNS."""
-    return [(tenant, *vars_of(event)) for tenant, event in events]
-
-
-def vars_of(event: Event) -> tuple[Any, ...]:
-    """An event's fields, in EVENT_COLUMNS order."""
-    return tuple(event)
+    """``(tenant, event)`` pairs as rows of EVENT_ROW_COLUMNS (an event's fields are in
+    EVENT_COLUMNS order)."""
+    return [(tenant, *event) for tenant, event in events]
 
 
 def pending_migrations(backend: str, applied: Collection[str]) -> list[Migration]:
